@@ -1,0 +1,36 @@
+"""Prototype payloads shared by FedProto and FedTGP: per-class mean features plus counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from htfl.algorithms.base import Payload, Upload
+
+
+def prototype_payload(protos: np.ndarray, counts: np.ndarray) -> Payload:
+    return {"prototypes": protos.astype(np.float32), "counts": counts.astype(np.float32)}
+
+
+def declared_prototype_bytes(num_classes: int, feature_dim: int) -> int:
+    return num_classes * feature_dim * 4 + num_classes * 4
+
+
+def weighted_prototypes(uploads: list[Upload], num_classes: int, feature_dim: int) -> Payload:
+    """Per class, the sample-weighted mean of the clients' prototypes (FedProto, eq. 6)."""
+    total = np.zeros((num_classes, feature_dim), dtype=np.float64)
+    weight = np.zeros(num_classes, dtype=np.float64)
+    for upload in uploads:
+        counts = upload.payload["counts"].astype(np.float64)
+        total += counts[:, None] * upload.payload["prototypes"]
+        weight += counts
+    present = weight > 0
+    protos = np.zeros_like(total)
+    protos[present] = total[present] / weight[present, None]
+    return prototype_payload(protos, weight)
+
+
+def as_tensors(download: Payload) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if "prototypes" not in download:
+        return None
+    return torch.from_numpy(download["prototypes"]), torch.from_numpy(download["counts"])

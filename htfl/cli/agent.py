@@ -1,0 +1,54 @@
+"""`htfl agent`: run this device's agent (Flower SuperNode + htfl worker) until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+
+from htfl.devices import DEVICE_CLASSES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("agent", help="run the device agent (SuperNode + worker)")
+    p.add_argument("--superlink", required=True, help="SuperLink Fleet API, HOST:PORT")
+    p.add_argument("--device-class", required=True, choices=sorted(DEVICE_CLASSES))
+    p.add_argument("--name", default=socket.gethostname(), help="device name (default: hostname)")
+    p.add_argument("--data-dir", default="", help="where this device keeps datasets and shards")
+    p.add_argument("--torch-threads", type=int, default=0, help="0 = torch's default")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.05,
+        help="seconds between SuperLink polls while an experiment is active",
+    )
+    p.add_argument(
+        "--idle-poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds between SuperLink polls after 2 minutes without messages",
+    )
+    p.add_argument(
+        "--root-certificates",
+        default=None,
+        help="CA certificate for a TLS SuperLink (default: insecure)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from htfl.device_agent.agent import AgentOptions, run_agent
+    from htfl.device_agent.client_runtime import ClientRuntime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = AgentOptions(
+        superlink=args.superlink,
+        device_class=args.device_class,
+        device_name=args.name,
+        active_poll_seconds=args.poll_interval,
+        idle_poll_seconds=args.idle_poll_interval,
+        insecure=args.root_certificates is None,
+        root_certificates=args.root_certificates,
+    )
+    run_agent(options, ClientRuntime(args.device_class, args.name, args.torch_threads))
+    return 0

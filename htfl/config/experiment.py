@@ -1,0 +1,244 @@
+"""The experiment file (TOML), validated into typed config before anything starts.
+
+Every problem is reported at once, each naming the file, the key and what was expected, so a
+researcher fixes a file in one pass rather than one error per launch.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from htfl.algorithms import METHODS
+from htfl.algorithms.base import TrainSettings
+from htfl.config.typed import ConfigError, build, to_plain
+from htfl.datasets import PartitionSpec, known_datasets
+from htfl.devices import DEVICE_CLASSES
+from htfl.models import ARCHITECTURES
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    id: str
+    rounds: int
+    seed: int = 0
+    eval_every: int = 1
+    description: str = ""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not _ID.match(self.id):
+            out.append(f"id: expected letters, digits, '_', '-', '.' (<= 81), got {self.id!r}")
+        if self.rounds < 1:
+            out.append(f"rounds: expected an integer >= 1, got {self.rounds}")
+        if self.eval_every < 1:
+            out.append(f"eval_every: expected an integer >= 1, got {self.eval_every}")
+        return out
+
+
+@dataclass(frozen=True)
+class AlgorithmSection:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        if self.name.lower() not in METHODS:
+            return [f"name: unknown algorithm {self.name!r}; known: {', '.join(sorted(METHODS))}"]
+        return []
+
+
+@dataclass(frozen=True)
+class DataSection:
+    dataset: str
+    partition: Literal["iid", "pathological", "dirichlet", "natural"] = "dirichlet"
+    alpha: float = 0.1
+    classes_per_client: int = 2
+    min_samples: int = 10
+    balanced: bool = False
+    train_fraction: float = 0.75
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.dataset not in known_datasets():
+            out.append(
+                f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(known_datasets())}"
+            )
+        if not 0 < self.train_fraction < 1:
+            out.append(f"train_fraction: expected 0 < x < 1, got {self.train_fraction}")
+        try:
+            self.partition_spec().validate()
+        except ValueError as err:
+            out.append(f"partition: {err}")
+        return out
+
+    def partition_spec(self) -> PartitionSpec:
+        return PartitionSpec(
+            kind=self.partition,
+            classes_per_client=self.classes_per_client,
+            alpha=self.alpha,
+            min_samples=self.min_samples,
+            balanced=self.balanced,
+        )
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    """Which devices take part: counts per device class, or explicit device names."""
+
+    classes: dict[str, int] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    deadline_seconds: float = 300.0
+    min_replies: int = 1
+    wait_for_devices_seconds: float = 120.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if bool(self.classes) == bool(self.names):
+            out.append("classes/names: give exactly one of `classes` (counts per class) or `names`")
+        for name, count in self.classes.items():
+            if name not in DEVICE_CLASSES:
+                known = ", ".join(sorted(DEVICE_CLASSES))
+                out.append(f"classes.{name}: unknown device class; known: {known}")
+            if count < 1:
+                out.append(f"classes.{name}: expected a count >= 1, got {count}")
+        if self.deadline_seconds <= 0:
+            out.append(f"deadline_seconds: expected a number > 0, got {self.deadline_seconds}")
+        if self.min_replies < 1 or self.min_replies > self.count:
+            out.append(
+                f"min_replies: expected 1..{self.count} (devices selected), got {self.min_replies}"
+            )
+        return out
+
+    @property
+    def count(self) -> int:
+        return sum(self.classes.values()) if self.classes else len(self.names)
+
+
+@dataclass(frozen=True)
+class ModelsSection:
+    """The architecture each device class trains, and the shared feature dimension."""
+
+    feature_dim: int = 512
+    by_class: dict[str, str] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.feature_dim < 1:
+            out.append(f"feature_dim: expected an integer >= 1, got {self.feature_dim}")
+        for cls, arch in self.by_class.items():
+            if cls not in DEVICE_CLASSES:
+                out.append(
+                    f"{cls}: unknown device class; known: {', '.join(sorted(DEVICE_CLASSES))}"
+                )
+            if arch not in ARCHITECTURES:
+                out.append(
+                    f"{cls}: unknown architecture {arch!r}; known: "
+                    f"{', '.join(sorted(ARCHITECTURES))}"
+                )
+        return out
+
+    def arch_for(self, device_class: str) -> str:
+        return self.by_class.get(device_class) or DEVICE_CLASSES[device_class].default_model
+
+
+@dataclass(frozen=True)
+class SuperLinkSection:
+    address: str = "127.0.0.1:8000"  # the Control API, where runs are submitted
+    insecure: bool = True
+    root_certificates: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    source: str
+    experiment: ExperimentSection
+    algorithm: AlgorithmSection
+    algorithm_params: Any
+    data: DataSection
+    training: TrainSettings
+    devices: DevicesSection
+    models: ModelsSection
+    superlink: SuperLinkSection
+
+    @property
+    def id(self) -> str:
+        return self.experiment.id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved experiment in the file's own shape (defaults filled in)."""
+        out = to_plain(self)
+        out["algorithm"]["params"] = to_plain(self.algorithm_params)
+        out["models"] = {"feature_dim": self.models.feature_dim, **self.models.by_class}
+        del out["algorithm_params"], out["source"]
+        return out
+
+
+_SECTIONS = ("experiment", "algorithm", "data", "training", "devices", "models", "superlink")
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(path, [f"not valid TOML: {err}"]) from None
+    return experiment_from_dict(raw, path)
+
+
+def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Experiment:
+    problems: list[str] = []
+    for key in raw:
+        if key not in _SECTIONS:
+            problems.append(f"[{key}]: unknown section (expected: {', '.join(_SECTIONS)})")
+    for required in ("experiment", "algorithm", "data", "devices"):
+        if required not in raw:
+            problems.append(f"[{required}]: required section is missing")
+    if problems:
+        raise ConfigError(path, problems)
+
+    exp_table = dict(raw["experiment"])
+    exp_table.setdefault("id", Path(str(path)).stem)
+    experiment = build(ExperimentSection, exp_table, "experiment", problems)
+    algorithm = build(AlgorithmSection, raw["algorithm"], "algorithm", problems)
+    data = build(DataSection, raw["data"], "data", problems)
+    training = build(TrainSettings, raw.get("training", {}), "training", problems)
+    devices = build(DevicesSection, raw["devices"], "devices", problems)
+    models_raw = dict(raw.get("models", {}))
+    feature_dim = models_raw.pop("feature_dim", 512)
+    models = build(
+        ModelsSection, {"feature_dim": feature_dim, "by_class": models_raw}, "models", problems
+    )
+    superlink = build(SuperLinkSection, raw.get("superlink", {}), "superlink", problems)
+
+    params = None
+    if algorithm is not None and not algorithm.problems():
+        method = METHODS[algorithm.name.lower()]
+        params = build(method.params, algorithm.params, "algorithm.params", problems)
+        if method.homogeneous and models is not None and devices is not None:
+            archs = {models.arch_for(c) for c in devices.classes if c in DEVICE_CLASSES}
+            if len(archs) > 1:
+                problems.append(
+                    f"models: {method.name} needs one architecture for every device class, "
+                    f"got {', '.join(sorted(archs))}"
+                )
+    if problems:
+        raise ConfigError(path, problems)
+    return Experiment(
+        source=str(path),
+        experiment=experiment,
+        algorithm=algorithm,
+        algorithm_params=params,
+        data=data,
+        training=training,
+        devices=devices,
+        models=models,
+        superlink=superlink,
+    )  # type: ignore[arg-type]

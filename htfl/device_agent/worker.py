@@ -1,0 +1,131 @@
+"""The long-lived worker that serves the SuperNode's Runtime API in place of SuperExec.
+
+Stock Flower starts a new ClientApp process for every message. htfl's worker instead stays up
+for the life of the agent, so torch, the private model, its optimizer state and the local data
+stay in memory between rounds. It speaks the same Runtime API a ``flwr-clientapp`` process
+does, reusing Flower's own pull/push helpers, so the SuperNode cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from flwr.app import Context, Error, Message
+from flwr.common.constant import ErrorCode, SubStatus
+from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+from flwr.supercore.constant import TaskType
+from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+from flwr.supercore.interceptors import (
+    RuntimeTokenHttpInterceptor,
+    RuntimeVersionHttpInterceptor,
+)
+from flwr.supercore.retry import make_simple_http_retry_invoker
+from flwr.supercore.runtime import RuntimeHttpClient
+from flwr.supernode.runtime.run_clientapp import (
+    pull_task_input,
+    push_message,
+    push_task_output,
+)
+
+from htfl.device_agent.flower_adapter import SuperNodePacer
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[Message, Context], Message]
+
+
+class RuntimeWorker:
+    """Acquires ClientApp tasks from the local SuperNode and runs them in this process."""
+
+    def __init__(
+        self,
+        runtime_api_address: str,
+        handler: MessageHandler,
+        pacer: SuperNodePacer,
+        fallback_poll_seconds: float = 1.0,
+    ) -> None:
+        self.runtime_api_address = runtime_api_address
+        self.handler = handler
+        self.pacer = pacer
+        self.fallback_poll_seconds = fallback_poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._acquirer: RuntimeHttpClient | None = None
+
+    def _client(self, *interceptors: object) -> RuntimeHttpClient:
+        return RuntimeHttpClient.from_server_address(
+            server_address=self.runtime_api_address,
+            insecure=True,
+            root_certificates=None,
+            interceptors=list(interceptors),
+            retry_invoker=make_simple_http_retry_invoker(),
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="htfl-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.pacer.message_stored.set()
+
+    def _loop(self) -> None:
+        self._acquirer = self._client(RuntimeVersionHttpInterceptor(component_name="SuperExec"))
+        while not self._stop.is_set():
+            # Woken by the SuperNode the moment it stores a message; the timeout only
+            # covers messages that arrive while a previous task is still being finished.
+            self.pacer.message_stored.wait(self.fallback_poll_seconds)
+            self.pacer.message_stored.clear()
+            while not self._stop.is_set() and self._serve_one():
+                pass
+
+    def _serve_one(self) -> bool:
+        """Run one pending task if there is one; return whether one was run."""
+        assert self._acquirer is not None
+        try:
+            res = self._acquirer.AcquireTask(
+                AcquireTaskRequest(
+                    supported_task_types=[TaskType.CLIENT_APP], agentapp_fab_hashes=[]
+                )
+            )
+        except Exception:  # the SuperNode may still be starting or already stopping
+            log.debug("AcquireTask failed", exc_info=True)
+            return False
+        if not (res.HasField("task") and res.token):
+            return False
+        self._run_task(res.token)
+        return True
+
+    def _run_task(self, token: str) -> None:
+        client = self._client(
+            RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
+            RuntimeTokenHttpInterceptor(token),
+        )
+        heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+        heartbeat.start()
+        context: Context | None = None
+        status, details = SubStatus.FAILED, "htfl worker failed before running the task"
+        try:
+            message, context, _run, _fab = pull_task_input(client)
+            try:
+                reply = self.handler(message, context)
+                status, details = SubStatus.COMPLETED, ""
+            except Exception as err:  # reported to the server, never crashes the agent
+                log.exception("handling %s failed", message.metadata.message_type)
+                reason = f"{type(err).__name__}: {err}"
+                reply = Message(
+                    Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason),
+                    reply_to=message,
+                )
+                details = reason
+            push_message(client, reply, context)
+        except Exception as err:
+            log.exception("runtime API exchange failed")
+            details = f"{type(err).__name__}: {err}"
+        finally:
+            push_task_output(client=client, context=context, sub_status=status, details=details)
+            self.pacer.reply_pushed.set()
+            heartbeat.stop()
+            client.close()

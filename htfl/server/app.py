@@ -1,0 +1,69 @@
+"""The htfl ServerApp: what Flower's SuperLink runs for each experiment.
+
+The CLI submits the resolved experiment as run config (``htfl-experiment``, JSON) together
+with the results directory; everything else happens here, on the Grid Message API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from htfl.config.experiment import experiment_from_dict
+from htfl.server import selection
+from htfl.server.results import SUMMARY_FILE, ResultsStore, code_version
+from htfl.server.round_loop import RoundLoop
+
+log = logging.getLogger(__name__)
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    raw = json.loads(str(context.run_config["htfl-experiment"]))
+    results = ResultsStore(str(context.run_config["htfl-results-dir"]))
+    summary: dict = {"status": "running", "run_id": context.run_id, "started": time.time()}
+    try:
+        experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
+        results.write_json("experiment.json", raw)
+        results.write_json("code_version.json", code_version())
+        results.progress(event="waiting", needed=experiment.devices.count)
+        nodes = selection.wait_for_nodes(
+            grid, experiment.devices.count, experiment.devices.wait_for_devices_seconds
+        )
+        devices = selection.discover(grid, nodes)
+        participants = selection.select(devices, experiment)
+        results.write_json(
+            "devices.json",
+            [
+                {
+                    "node_id": p.device.node_id,
+                    "device": p.device.name,
+                    "device_class": p.device.device_class,
+                    "client_index": p.client_index,
+                    "arch": p.arch,
+                    "clock_offset_seconds": p.device.clock_offset_seconds,
+                    **{f"info_{k}": v for k, v in p.device.info.items()},
+                }
+                for p in participants
+            ],
+        )
+        results.progress(event="setup", devices=len(participants))
+        loop = RoundLoop(grid, experiment, participants, results)
+        loop.setup()
+        summary.update(loop.run())
+        summary["status"] = "finished"
+    except Exception as err:
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        log.error("experiment failed:\n%s", traceback.format_exc())
+    finally:
+        summary["finished"] = time.time()
+        results.write_json(SUMMARY_FILE, summary)
+        results.progress(event="end", status=summary["status"], error=summary.get("error"))
+        results.close()

@@ -1,0 +1,69 @@
+"""Send one message to each of several nodes and collect replies until a deadline.
+
+Flower's ``Grid.send_and_receive`` polls every 3 s and waits for every reply; a testbed needs a
+short poll (round latency is a measured quantity) and a deadline after which late devices are
+recorded rather than waited for. Only the public Grid API is used.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+
+@dataclass
+class Exchange:
+    """What came back from one round of messages."""
+
+    replies: dict[int, Message] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+    sent_at: float = 0.0
+    received_at: dict[int, float] = field(default_factory=dict)
+
+
+def exchange(
+    grid: Grid,
+    messages: list[Message],
+    deadline_seconds: float | None,
+    min_replies: int | None = None,
+    poll_seconds: float = 0.02,
+    grace_factor: float = 3.0,
+) -> Exchange:
+    """Push ``messages``; pull replies until all are in, or the deadline passes.
+
+    Past the deadline the wait goes on only while fewer than ``min_replies`` answered, and
+    never beyond ``grace_factor`` deadlines. Without a deadline it lasts until all answered.
+    """
+    result = Exchange(sent_at=time.time())
+    ids = list(grid.push_messages(messages))
+    node_of = {mid: msg.metadata.dst_node_id for mid, msg in zip(ids, messages, strict=True)}
+    pending = {mid for mid in ids if mid}
+    end = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    while pending:
+        for reply in grid.pull_messages(list(pending)):
+            mid = reply.metadata.reply_to_message_id
+            if mid not in pending:
+                continue
+            pending.discard(mid)
+            node = node_of[mid]
+            result.received_at[node] = time.time()
+            if reply.has_error():
+                result.errors[node] = f"{reply.error.code}: {reply.error.reason}"
+            else:
+                result.replies[node] = reply
+        if not pending:
+            break
+        if end is not None and time.monotonic() >= end:
+            answered = len(result.replies)
+            over = time.monotonic() - end
+            if min_replies is None or answered >= min_replies:
+                break
+            if over >= (grace_factor - 1) * (deadline_seconds or 0):
+                break
+        time.sleep(poll_seconds)
+    result.missing = sorted(node_of[mid] for mid in pending)
+    return result

@@ -1,0 +1,153 @@
+"""A SuperLink and N device agents as real processes on loopback: the simulated fleet.
+
+Every child runs in its own process group under this one's supervision; :meth:`stop` (also run
+on Ctrl-C and at interpreter exit) terminates the groups and waits, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from htfl.devices import device_class
+
+
+@dataclass(frozen=True)
+class LocalDevice:
+    name: str
+    device_class: str
+
+
+def expand_selection(classes: dict[str, int], count: int | None = None) -> list[LocalDevice]:
+    """Devices for a local fleet, named like lab hosts: ``<class>-01``, ``<class>-02``..."""
+    devices = [
+        LocalDevice(f"{cls}-{i:02d}", cls) for cls, n in classes.items() for i in range(1, n + 1)
+    ]
+    if count is not None:
+        if not devices:
+            raise ValueError("a local fleet needs at least one device class")
+        while len(devices) < count:  # cycle through classes to reach the requested size
+            cls = devices[len(devices) % len(classes)].device_class
+            n = sum(d.device_class == cls for d in devices) + 1
+            devices.append(LocalDevice(f"{cls}-{n:02d}", cls))
+        devices = devices[:count]
+    for d in devices:
+        device_class(d.device_class)  # raises a clear error on an unknown class
+    return devices
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"SuperLink exited with {proc.returncode}; see {log}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"SuperLink did not listen on port {port} within {timeout:.0f} s")
+
+
+@dataclass
+class LocalFleet:
+    devices: list[LocalDevice]
+    log_dir: Path
+    port: int = 0
+    torch_threads: int = 1
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or _free_port()
+        atexit.register(self.stop)
+        env = dict(os.environ)
+        env["FLWR_HOME"] = str(self.log_dir / "flwr-home")
+        bin_dir = Path(sys.executable).parent
+        # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        superlink = self._spawn(
+            "superlink",
+            [
+                str(bin_dir / "flower-superlink"),
+                "--insecure",
+                "--disable-runtime-dependency-installation",
+                "--port",
+                str(self.port),
+                "--database",
+                ":flwr-in-memory:",
+            ],
+            env,
+        )
+        _wait_for_port(self.port, timeout, superlink, self.log_dir / "superlink.log")
+        for device in self.devices:
+            self._spawn(
+                device.name,
+                [
+                    sys.executable,
+                    "-m",
+                    "htfl.cli.main",
+                    "agent",
+                    "--superlink",
+                    self.address,
+                    "--device-class",
+                    device.device_class,
+                    "--name",
+                    device.name,
+                    "--torch-threads",
+                    str(self.torch_threads),
+                ],
+                env,
+            )
+
+    def check_alive(self) -> list[str]:
+        """Names of fleet processes that have exited (a crashed agent is worth reporting)."""
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        end = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> LocalFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
