@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import replace
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if results_dir.exists() and any(results_dir.iterdir()):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results_dir = results_dir.with_name(f"{exp.id}-{stamp}")
-    submission = None
+    control, run_id = None, None
     try:
         if args.local_fleet is not None:
             from htfl.sim.local_fleet import LocalFleet, expand_selection
@@ -166,18 +167,25 @@ def run(args: argparse.Namespace) -> int:
             exp = replace(
                 exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
             )
-        submission = submit.submit(exp, results_dir)
-        console.print(f"run {submission.run_id} submitted; results in {results_dir}")
-        end = follow(results_dir, lambda: submit.run_status(exp, submission.run_id), args.timeout)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        control = submit.SuperLinkControl(exp)
+        run_id = control.submit(exp, results_dir)
+        console.print(f"run {run_id} submitted; results in {results_dir}")
+        end = follow(results_dir, lambda: control.status(run_id), args.timeout)
+        if end.get("status") != "finished":
+            with contextlib.suppress(Exception):  # it may have ended by itself
+                control.stop(run_id)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping the run[/yellow]")
-        if submission is not None:
+        if control is not None and run_id is not None:
             try:
-                submit.stop(exp, submission.run_id)
+                control.stop(run_id)
             except Exception as err:  # the SuperLink may already be gone
-                console.print(f"could not stop run {submission.run_id}: {err}")
+                console.print(f"could not stop run {run_id}: {err}")
         return 130
     finally:
+        if control is not None:
+            control.close()
         if fleet is not None:
             fleet.stop()
     if (results_dir / "rounds.csv").exists():

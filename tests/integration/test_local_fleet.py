@@ -1,0 +1,126 @@
+"""End to end on a real Flower deployment: SuperLink and agents as separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from htfl.server.results import read_rows
+from tests.integration.conftest import fleet_processes, htfl
+
+pytestmark = pytest.mark.integration
+
+FEDPROTO_3_ARCHS = """
+[experiment]
+id = "fedproto-e2e"
+rounds = 4
+seed = 1
+[algorithm]
+name = "fedproto"
+[algorithm.params]
+lamda = 1.0
+[data]
+dataset = "digits"
+partition = "iid"
+balanced = true
+[training]
+batch_size = 16
+learning_rate = 0.05
+momentum = 0.9
+[devices]
+classes = { "jetson-nano" = 1, "orange-pi-5b" = 1, "jetson-orin-nano" = 1 }
+deadline_seconds = 120
+min_replies = 3
+[models]
+feature_dim = 64
+"jetson-nano" = "cnn4"
+"orange-pi-5b" = "resnet6"
+"jetson-orin-nano" = "resnet8"
+"""
+
+
+def test_fedproto_runs_on_a_real_local_fleet(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.toml"
+    exp.write_text(FEDPROTO_3_ARCHS)
+    result = htfl("run", str(exp), "--local-fleet", "3", "--results", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out_dir = tmp_path / "results" / "fedproto-e2e"
+    rows = read_rows(out_dir)
+    # every client, every round, exactly once
+    assert sorted((int(r["round"]), int(r["client_index"])) for r in rows) == [
+        (rnd, c) for rnd in range(1, 5) for c in range(3)
+    ]
+    assert {r["arch"] for r in rows} == {"cnn4", "resnet6", "resnet8"}
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(int(r["bytes_up"]) > 0 and int(r["bytes_down"]) > 0 for r in rows[3:])
+    assert all(float(r["train_seconds"]) > 0 for r in rows)
+
+    def mean_acc(rnd: int) -> float:
+        scored = [r for r in rows if int(r["round"]) == rnd]
+        total = sum(int(r["num_test"]) for r in scored)
+        return sum(float(r["test_accuracy"]) * int(r["num_test"]) for r in scored) / total
+
+    assert mean_acc(4) > mean_acc(1)
+    assert mean_acc(4) > 0.5  # digits has 10 classes: chance is 0.1
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    for name in ("experiment.json", "devices.json", "code_version.json"):
+        assert (out_dir / name).exists()
+    devices = json.loads((out_dir / "devices.json").read_text())
+    assert {d["device_class"] for d in devices} == {
+        "jetson-nano",
+        "orange-pi-5b",
+        "jetson-orin-nano",
+    }
+    assert not fleet_processes(tmp_path), "the local fleet left processes behind"
+
+
+def test_ctrl_c_stops_the_fleet_and_leaves_nothing(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.toml"
+    exp.write_text(FEDPROTO_3_ARCHS.replace("rounds = 4", "rounds = 200"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "htfl.cli.main",
+            "run",
+            str(exp),
+            "--local-fleet",
+            "3",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    progress = tmp_path / "results" / "fedproto-e2e" / "progress.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and '"round"' not in (
+        progress.read_text() if progress.exists() else ""
+    ):
+        time.sleep(0.5)
+    assert fleet_processes(tmp_path), "the fleet should be running mid-experiment"
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    time.sleep(1)
+    assert not fleet_processes(tmp_path), "Ctrl-C left fleet processes behind"
+    # rounds finished before the interrupt are on disk
+    assert read_rows(tmp_path / "results" / "fedproto-e2e")
+
+
+def test_a_bad_experiment_file_fails_before_anything_starts(tmp_path: Path) -> None:
+    exp = tmp_path / "bad.toml"
+    exp.write_text(FEDPROTO_3_ARCHS.replace('name = "fedproto"', 'name = "fedprot"'))
+    result = htfl("run", str(exp), "--local-fleet", "3", "--results", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert str(exp) in result.stderr and "algorithm.name" in result.stderr
+    assert not (tmp_path / "r").exists()
