@@ -8,8 +8,8 @@ import time
 import flwr.supernode.start_client_internal as sci
 import pytest
 
-from htfl.device_agent import flower_adapter
-from htfl.device_agent.flower_adapter import FlowerAdapterError, SuperNodePacer
+from htfl import flower_adapter
+from htfl.flower_adapter import FlowerAdapterError, SuperNodePacer
 
 
 def test_installed_flower_has_the_shape_the_adapter_patches() -> None:
@@ -67,3 +67,25 @@ def test_reply_wait_ends_when_the_worker_pushes() -> None:
     pacer.sleep(0.5)  # Flower's reply poll waits on the worker's event instead
     assert time.monotonic() - t0 < 0.3
     assert not pacer.reply_pushed.is_set()  # consumed
+
+
+def test_object_pulls_retry_fast_on_both_sides(monkeypatch) -> None:
+    import flwr.superlink.grid.http_grid as grid
+
+    monkeypatch.setattr(sci, "time", sci.time)
+    monkeypatch.setattr(sci, "_pull_and_store_message", sci._pull_and_store_message)
+    monkeypatch.setattr(sci, "pull_objects", sci.pull_objects)
+    monkeypatch.setattr(grid, "pull_objects", grid.pull_objects)
+    flower_adapter.install(SuperNodePacer())
+    flower_adapter.install_server()
+    assert sci.pull_objects is flower_adapter.fast_pull_objects
+    assert grid.pull_objects is flower_adapter.fast_pull_objects
+    calls = []
+
+    def fake_pull(object_ids, pull_object_fn, **kwargs):
+        calls.append(kwargs)
+        return {}
+
+    monkeypatch.setattr(flower_adapter._inflatable, "pull_objects", fake_pull)
+    flower_adapter.fast_pull_objects(["a"], pull_object_fn=None)
+    assert calls == [{"initial_backoff": flower_adapter.PULL_INITIAL_BACKOFF_SECONDS}]

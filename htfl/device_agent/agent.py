@@ -12,7 +12,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from htfl.device_agent import flower_adapter
+from htfl import flower_adapter
 from htfl.device_agent.worker import MessageHandler, RuntimeWorker
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from flwr.supernode.runtime.run_clientapp import (
     push_task_output,
 )
 
-from htfl.device_agent.flower_adapter import SuperNodePacer
+from htfl.flower_adapter import SuperNodePacer
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import traceback
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from htfl import flower_adapter
 from htfl.config.experiment import experiment_from_dict
 from htfl.server import selection
 from htfl.server.results import SUMMARY_FILE, ResultsStore, code_version
@@ -26,6 +27,7 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    flower_adapter.install_server()
     raw = json.loads(str(context.run_config["htfl-experiment"]))
     results = ResultsStore(str(context.run_config["htfl-results-dir"]))
     summary: dict = {"status": "running", "run_id": context.run_id, "started": time.time()}

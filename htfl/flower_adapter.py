@@ -1,4 +1,4 @@
-"""The one place where htfl tunes Flower's SuperNode (flwr 1.41); nothing else patches Flower.
+"""The one place where htfl tunes Flower (flwr 1.41); nothing else patches Flower.
 
 Why: a stock SuperNode sleeps 3 s whenever the SuperLink had no message for it and 0.5 s
 between checks for a ClientApp reply, and its SuperExec starts a fresh ClientApp process per
@@ -13,6 +13,12 @@ SuperExec. Two module-level names in ``flwr.supernode.start_client_internal`` ar
   an experiment is active (a longer one after ``active_window`` seconds without messages), and
   the 0.5 s reply wait into a wait on an event the worker sets the moment its reply is pushed;
 * ``_pull_and_store_message`` by a wrapper that wakes the worker as soon as a message is stored.
+
+Both the SuperNode and the ServerApp's Grid pull a message's objects with Flower's
+``pull_objects``, whose first retry waits 1 s when an object is still being uploaded (a race
+every round on loopback). :func:`install` and :func:`install_server` bind the module-level
+``pull_objects`` name in ``start_client_internal`` and ``http_grid`` to the same function
+with a short initial backoff.
 
 :func:`check_compatible` verifies the exact source patterns this relies on; the test
 ``tests/test_flower_adapter.py`` calls it, so a Flower upgrade that changes them fails loudly.
@@ -29,11 +35,15 @@ from types import ModuleType
 from typing import Any
 
 import flwr
+import flwr.superlink.grid.http_grid as _grid
 import flwr.supernode.start_client_internal as _sci
+from flwr.supercore.inflatable import inflatable_utils as _inflatable
 
 SUPPORTED_FLWR = "1.41."
 _IDLE_SLEEP_SECONDS = 3
 _REPLY_WAIT_SECONDS = 0.5
+#: First retry delay when a pulled object is not fully uploaded yet (Flower's default: 1 s).
+PULL_INITIAL_BACKOFF_SECONDS = 0.01
 
 
 class FlowerAdapterError(RuntimeError):
@@ -95,6 +105,12 @@ def check_compatible() -> None:
         problems.append("SuperNode main loop no longer calls _pull_and_store_message")
     if f"time.sleep({_REPLY_WAIT_SECONDS})" not in inspect.getsource(_sci._push_messages):
         problems.append("_push_messages no longer waits for replies with time.sleep(0.5)")
+    if "initial_backoff" not in inspect.signature(_inflatable.pull_objects).parameters:
+        problems.append("pull_objects no longer takes initial_backoff")
+    for module, func in ((_sci, _sci._pull_and_store_message), (_grid, _grid.HttpGrid.pull_messages)):
+        source = inspect.getsource(getattr(func, "__wrapped__", func))
+        if "pull_objects(" not in source or not hasattr(module, "pull_objects"):
+            problems.append(f"{module.__name__} no longer pulls objects with pull_objects")
     if problems:
         raise FlowerAdapterError(
             "htfl's SuperNode adapter does not fit this Flower: " + "; ".join(problems)
@@ -117,6 +133,18 @@ def install(pacer: SuperNodePacer) -> None:
     pull_and_store_message.__wrapped__ = original  # type: ignore[attr-defined]
     _sci.time = pacer  # type: ignore[assignment]
     _sci._pull_and_store_message = pull_and_store_message
+    _sci.pull_objects = fast_pull_objects
+
+
+def install_server() -> None:
+    """Shorten the ServerApp Grid's first retry when a reply is still being uploaded."""
+    check_compatible()
+    _grid.pull_objects = fast_pull_objects
+
+
+def fast_pull_objects(*args: Any, **kwargs: Any) -> dict[str, bytes]:
+    kwargs.setdefault("initial_backoff", PULL_INITIAL_BACKOFF_SECONDS)
+    return _inflatable.pull_objects(*args, **kwargs)
 
 
 def run_supernode(argv: list[str]) -> None:
