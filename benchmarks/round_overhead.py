@@ -3,8 +3,8 @@
 Both sides run the same no-op ServerApp (benchmarks/noop_app) on a real SuperLink:
 * stock: `flower-supernode` processes (subprocess isolation: a ClientApp process per message,
   3 s idle poll) and Flower's Grid.send_and_receive;
-* htfl:  `htfl agent`-style agents (Flower's SuperNode through htfl's adapter, with the
-  long-lived in-process worker) and htfl's exchange.
+* htfl:  real `htfl agent` processes (Flower's SuperNode through htfl's adapter, with the
+  long-lived in-process worker; torch imported) and htfl's exchange.
 
 Usage: python benchmarks/round_overhead.py [--nodes 4] [--rounds 10]
 """
@@ -31,43 +31,72 @@ from flwr.proto.control_pb2 import StartRunRequest
 from flwr.supercore.fab import Fab
 
 APP = Path(__file__).parent / "noop_app"
-AGENT = """
-import sys
-from flwr.app import ConfigRecord, Message, RecordDict
-from htfl.device_agent.agent import AgentOptions, run_agent
-def reply(msg, ctx):
-    return Message(RecordDict({"c": ConfigRecord({"ok": 1})}), reply_to=msg)
-run_agent(AgentOptions(superlink=sys.argv[1], device_class="orange-pi-5b",
-                       device_name=sys.argv[2], active_poll_seconds=float(sys.argv[3])), reply)
-"""
 
 
 def _start(argv, log, env):
-    return subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
-def run_side(kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05) -> tuple[list[float], float]:
+def run_side(
+    kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05
+) -> tuple[list[float], float]:
     """Return per-round seconds and the peak RSS (MiB) of one idle agent."""
     from htfl.sim.local_fleet import _free_port, _wait_for_port
 
     port = _free_port()
-    env = dict(os.environ, FLWR_HOME=str(work / f"{kind}-home"),
-               PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(
+        os.environ,
+        FLWR_HOME=str(work / f"{kind}-home"),
+        PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     bin_dir = Path(sys.executable).parent
-    procs = [_start([str(bin_dir / "flower-superlink"), "--insecure", "--port", str(port),
-                     "--disable-runtime-dependency-installation"], work / f"{kind}-sl.log", env)]
+    procs = [
+        _start(
+            [
+                str(bin_dir / "flower-superlink"),
+                "--insecure",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+            ],
+            work / f"{kind}-sl.log",
+            env,
+        )
+    ]
     try:
         _wait_for_port(port, 60, procs[0], work / f"{kind}-sl.log")
         for i in range(nodes):
             if kind == "stock":
-                argv = [str(bin_dir / "flower-supernode"), "--insecure", "--superlink",
-                        f"127.0.0.1:{port}", "--port", str(_free_port())]
+                argv = [
+                    str(bin_dir / "flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{port}",
+                    "--port",
+                    str(_free_port()),
+                ]
             else:
-                argv = [sys.executable, "-c", AGENT, f"127.0.0.1:{port}", f"dev{i}", str(poll)]
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "htfl.cli.main",
+                    "agent",
+                    "--superlink",
+                    f"127.0.0.1:{port}",
+                    "--device-class",
+                    "orange-pi-5b",
+                    "--name",
+                    f"dev{i}",
+                    "--poll-interval",
+                    str(poll),
+                    "--torch-threads",
+                    "1",
+                ]
             procs.append(_start(argv, work / f"{kind}-node{i}.log", env))
-        time.sleep(3)
+        time.sleep(8)  # let every node register (and htfl agents import torch)
         idle_rss = max(psutil.Process(p.pid).memory_info().rss for p in procs[1:]) / 2**20
         out = work / f"{kind}.json"
         fab_bytes = build_fab_from_disk(APP)
@@ -75,12 +104,16 @@ def run_side(kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05)
 
         fab = Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
         client = init_http_client_from_connection(
-            SuperLinkConnection(name="bench", address=f"127.0.0.1:{port}", insecure=True))
-        client.StartRun(StartRunRequest(
-            fab=fab_to_proto(fab),
-            override_config=user_config_to_proto(
-                {"rounds": rounds, "nodes": nodes, "out": str(out), "fast": kind == "htfl"}),
-        ))
+            SuperLinkConnection(name="bench", address=f"127.0.0.1:{port}", insecure=True)
+        )
+        client.StartRun(
+            StartRunRequest(
+                fab=fab_to_proto(fab),
+                override_config=user_config_to_proto(
+                    {"rounds": rounds, "nodes": nodes, "out": str(out), "fast": kind == "htfl"}
+                ),
+            )
+        )
         client.close()
         end = time.monotonic() + 60 + rounds * 15
         while not out.exists() and time.monotonic() < end:
@@ -103,18 +136,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--poll", type=float, default=0.05,
-                        help="htfl agents' SuperLink poll interval while active (s)")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.05,
+        help="htfl agents' SuperLink poll interval while active (s)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
         work = Path(tmp)
         stock, stock_rss = run_side("stock", args.nodes, args.rounds, work)
         fast, htfl_rss = run_side("htfl", args.nodes, args.rounds, work, args.poll)
     m_stock, m_fast = statistics.median(stock), statistics.median(fast)
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    print(f"{args.nodes} nodes on loopback, {args.rounds} no-op rounds each (after 1 warm-up); "
-          f"htfl agents poll every {args.poll} s while active")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"{args.nodes} nodes on loopback, {args.rounds} no-op rounds each (after 1 warm-up); "
+        f"htfl agents poll every {args.poll} s while active"
+    )
     print(f"{'side':<8}{'median s':>10}{'min s':>10}{'max s':>10}{'idle agent RSS MiB':>20}")
     print(f"{'stock':<8}{m_stock:>10.3f}{min(stock):>10.3f}{max(stock):>10.3f}{stock_rss:>20.1f}")
     print(f"{'htfl':<8}{m_fast:>10.3f}{min(fast):>10.3f}{max(fast):>10.3f}{htfl_rss:>20.1f}")

@@ -4,6 +4,7 @@ A message's content is a Flower RecordDict with up to three records: ``config`` 
 strings), ``payload`` (the method's named float arrays) and ``metrics`` (numbers the device
 measured). Message types:
 
+* ``query.ping``  -> an empty reply (round-trip and overhead measurements);
 * ``query.hello`` -> the device's class, name and software versions, and its clock;
 * ``train.setup`` -> the model assignment, data partition, method and hyperparameters;
 * ``train``       -> global knowledge in; the device optionally evaluates, trains, and uploads;
@@ -19,6 +20,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
+PING = "query.ping"
 HELLO = "query.hello"
 SETUP = "train.setup"
 TRAIN = "train"

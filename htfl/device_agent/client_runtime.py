@@ -48,6 +48,7 @@ class ClientRuntime:
         received = time.perf_counter()
         kind = message.metadata.message_type
         handlers = {
+            protocol.PING: self._ping,
             protocol.HELLO: self._hello,
             protocol.SETUP: self._setup,
             protocol.TRAIN: self._train,
@@ -62,6 +63,9 @@ class ClientRuntime:
         metrics["handle_seconds"] = time.perf_counter() - received
         reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
         return reply
+
+    def _ping(self, message: Message):
+        return None, None, {}
 
     def _hello(self, message: Message):
         info = {

@@ -33,7 +33,22 @@ from htfl.flower_adapter import SuperNodePacer
 
 log = logging.getLogger(__name__)
 
+#: A task that runs longer than this starts sending Flower's task heartbeats; shorter ones
+#: (most rounds on a fast device) skip the extra request.
+HEARTBEAT_AFTER_SECONDS = 5.0
+
 MessageHandler = Callable[[Message, Context], Message]
+
+
+class TaskToken(RuntimeTokenHttpInterceptor):
+    """Flower's token interceptor with a token that changes per task, so one HTTP client
+    (one kept-alive connection) serves every task."""
+
+    def __init__(self) -> None:
+        super().__init__("none")
+
+    def set(self, token: str) -> None:
+        self._token = token
 
 
 class RuntimeWorker:
@@ -53,6 +68,8 @@ class RuntimeWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._acquirer: RuntimeHttpClient | None = None
+        self._token = TaskToken()
+        self._task_client: RuntimeHttpClient | None = None
 
     def _client(self, *interceptors: object) -> RuntimeHttpClient:
         return RuntimeHttpClient.from_server_address(
@@ -73,6 +90,9 @@ class RuntimeWorker:
 
     def _loop(self) -> None:
         self._acquirer = self._client(RuntimeVersionHttpInterceptor(component_name="SuperExec"))
+        self._task_client = self._client(
+            RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"), self._token
+        )
         while not self._stop.is_set():
             # Woken by the SuperNode the moment it stores a message; the timeout only
             # covers messages that arrive while a previous task is still being finished.
@@ -99,12 +119,13 @@ class RuntimeWorker:
         return True
 
     def _run_task(self, token: str) -> None:
-        client = self._client(
-            RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
-            RuntimeTokenHttpInterceptor(token),
-        )
+        client = self._task_client
+        assert client is not None
+        self._token.set(token)
         heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
-        heartbeat.start()
+        heartbeat_timer = threading.Timer(HEARTBEAT_AFTER_SECONDS, heartbeat.start)
+        heartbeat_timer.daemon = True
+        heartbeat_timer.start()
         context: Context | None = None
         status, details = SubStatus.FAILED, "htfl worker failed before running the task"
         try:
@@ -127,5 +148,7 @@ class RuntimeWorker:
         finally:
             push_task_output(client=client, context=context, sub_status=status, details=details)
             self.pacer.reply_pushed.set()
-            heartbeat.stop()
-            client.close()
+            heartbeat_timer.cancel()
+            heartbeat_timer.join()  # a start() already under way finishes before we stop it
+            if heartbeat.is_running:
+                heartbeat.stop()

@@ -1,6 +1,7 @@
 """No-op rounds: one tiny message to every node and back, timed on the server.
 
-``fast = false`` uses Flower's own Grid.send_and_receive (stock); ``fast = true`` uses htfl's
+The message type is htfl's ``query.ping``, which the stock ClientApp below and htfl's agent
+both answer with an empty reply. ``fast = false`` uses Flower's own Grid.send_and_receive (stock); ``fast = true`` uses htfl's
 exchange (the only server-side difference htfl makes).
 """
 
@@ -24,8 +25,9 @@ def main(grid: Grid, context: Context) -> None:
     times = []
     for r in range(rounds + 1):  # round 0 warms up (first FAB fetch), not counted
         msgs = [
-            Message(RecordDict({"c": ConfigRecord({"r": r})}), dst_node_id=n,
-                    message_type="query")
+            Message(
+                RecordDict({"c": ConfigRecord({"r": r})}), dst_node_id=n, message_type="query.ping"
+            )
             for n in node_ids
         ]
         t0 = time.perf_counter()
@@ -45,6 +47,6 @@ def main(grid: Grid, context: Context) -> None:
         json.dump(times, fh)
 
 
-@client.query()
+@client.query("ping")
 def query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"c": ConfigRecord({"ok": 1})}), reply_to=msg)
