@@ -12,6 +12,7 @@ Usage: python benchmarks/round_overhead.py [--nodes 4] [--rounds 10]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -124,10 +125,8 @@ def run_side(
         return json.loads(out.read_text()), idle_rss
     finally:
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, 15)
-            except ProcessLookupError:
-                pass
         for p in procs:
             p.wait(15)
 

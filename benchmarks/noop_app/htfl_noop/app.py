@@ -1,8 +1,8 @@
 """No-op rounds: one tiny message to every node and back, timed on the server.
 
 The message type is htfl's ``query.ping``, which the stock ClientApp below and htfl's agent
-both answer with an empty reply. ``fast = false`` uses Flower's own Grid.send_and_receive (stock); ``fast = true`` uses htfl's
-exchange (the only server-side difference htfl makes).
+both answer with an empty reply. ``fast = false`` uses Flower's own Grid.send_and_receive
+(stock); ``fast = true`` uses htfl's exchange (the only server-side difference htfl makes).
 """
 
 import json
