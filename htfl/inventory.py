@@ -1,0 +1,162 @@
+"""The inventory (``deploy/inventory/*.yml``): the single source of truth for devices.
+
+Ansible provisions from it; htfl reads the same file to select devices, write Prometheus
+targets, map power meters and start a simulated fleet. It is read through
+``ansible-inventory --list`` when ansible-core is installed, so group_vars, host ranges and
+vault references resolve exactly as Ansible resolves them; without ansible-core the YAML file
+itself is read (hosts, their vars, their groups' vars; no group_vars directories).
+
+Each device host carries ``htfl_device_class`` (usually set once in its group's vars) and may
+carry ``ansible_host`` (address), ``htfl_meter`` (a mapping, see docs/power.md) and
+``htfl_exporter_port``. ``all.vars.htfl_superlink`` names the server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from htfl.devices import DEVICE_CLASSES
+
+DEFAULT_EXPORTER_PORT = 9464
+
+
+class InventoryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    device_class: str
+    address: str
+    meter: dict[str, Any] | None = None
+    exporter_port: int = DEFAULT_EXPORTER_PORT
+    vars: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str
+    hosts: list[Host]
+    superlink: str | None = None
+
+    def by_name(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise InventoryError(f"{self.source}: no device named {name!r}")
+
+    def of_class(self, device_class: str) -> list[Host]:
+        return [h for h in self.hosts if h.device_class == device_class]
+
+
+def _host_from_vars(name: str, hv: dict[str, Any], source: str) -> Host | None:
+    cls = hv.get("htfl_device_class")
+    if cls is None:
+        return None  # not a device (e.g. the server)
+    if cls not in DEVICE_CLASSES:
+        known = ", ".join(sorted(DEVICE_CLASSES))
+        raise InventoryError(
+            f"{source}: host {name}: htfl_device_class {cls!r} is unknown; known: {known}"
+        )
+    meter = hv.get("htfl_meter")
+    if meter is not None and not isinstance(meter, dict):
+        raise InventoryError(f"{source}: host {name}: htfl_meter must be a mapping")
+    try:
+        port = int(hv.get("htfl_exporter_port", DEFAULT_EXPORTER_PORT))
+    except (TypeError, ValueError):
+        raise InventoryError(
+            f"{source}: host {name}: htfl_exporter_port must be a number"
+        ) from None
+    return Host(name, cls, str(hv.get("ansible_host", name)), meter, port, dict(hv))
+
+
+def _hostvars_with_ansible(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
+    out = subprocess.run(
+        ["ansible-inventory", "-i", str(path), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if out.returncode != 0:
+        raise InventoryError(f"{path}: ansible-inventory failed: {out.stderr.strip()[-2000:]}")
+    data = json.loads(out.stdout)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    all_vars = data.get("all", {}).get("vars", {})
+    for host in _ansible_hosts(data):
+        hostvars.setdefault(host, {})
+    return hostvars, all_vars
+
+
+def _ansible_hosts(data: dict[str, Any]) -> list[str]:
+    hosts: list[str] = []
+    for group in data.values():
+        if isinstance(group, dict):
+            hosts.extend(h for h in group.get("hosts", []) if h not in hosts)
+    return hosts
+
+
+def _hostvars_from_yaml(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InventoryError(f"{path}: not valid YAML: {err}") from None
+    hostvars: dict[str, dict] = {}
+
+    def walk(group: dict[str, Any], inherited: dict[str, Any]) -> None:
+        merged = {**inherited, **(group.get("vars") or {})}
+        for name, hv in (group.get("hosts") or {}).items():
+            hostvars[name] = {**hostvars.get(name, {}), **merged, **(hv or {})}
+        for child in (group.get("children") or {}).values():
+            walk(child or {}, merged)
+
+    root = doc.get("all", doc)
+    walk(root, {})
+    return hostvars, root.get("vars") or {}
+
+
+def load_inventory(path: str | Path, use_ansible: bool | None = None) -> Inventory:
+    path = Path(path)
+    if not path.exists():
+        raise InventoryError(f"{path}: inventory file not found")
+    if use_ansible is None:
+        use_ansible = shutil.which("ansible-inventory") is not None
+    reader = _hostvars_with_ansible if use_ansible else _hostvars_from_yaml
+    hostvars, all_vars = reader(path)
+    hosts = [
+        h
+        for name, hv in sorted(hostvars.items())
+        if (h := _host_from_vars(name, hv, str(path))) is not None
+    ]
+    superlink = all_vars.get("htfl_superlink") or next(
+        (hv["htfl_superlink"] for hv in hostvars.values() if "htfl_superlink" in hv), None
+    )
+    return Inventory(str(path), hosts, superlink)
+
+
+def write_local_inventory(path: Path, hosts: list[Host], superlink: str) -> Path:
+    """A simulated fleet's inventory: the same shape, every host local."""
+    groups: dict[str, Any] = {}
+    for host in hosts:
+        group = groups.setdefault(
+            host.device_class.replace("-", "_"),
+            {"vars": {"htfl_device_class": host.device_class}, "hosts": {}},
+        )
+        hv: dict[str, Any] = {
+            "ansible_connection": "local",
+            "htfl_exporter_port": host.exporter_port,
+        }
+        if host.meter:
+            hv["htfl_meter"] = host.meter
+        group["hosts"][host.name] = hv
+    doc = {"all": {"vars": {"htfl_superlink": superlink}, "children": groups}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=True))
+    return path
