@@ -98,7 +98,7 @@ def run_stream(
     kind: str, interval: float, seconds: float, wave: tuple | None = None, rate_hz: float = 1000.0
 ) -> StreamResult:
     ctx = mp.get_context("fork")
-    link = os.path.join(tempfile.mkdtemp(prefix="htfl-bench-"), "meter")
+    link = os.path.join(tempfile.mkdtemp(prefix="htfl-power-bench-"), "meter")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     child = ctx.Process(
         target=_emulator_main, args=(kind, link, wave, rate_hz, ready, stop, results)

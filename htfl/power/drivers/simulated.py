@@ -1,0 +1,110 @@
+"""A simulated meter: a linear power model driven by real CPU activity.
+
+``watts = idle_watts + (busy_watts - idle_watts) * utilisation`` where ``utilisation`` in
+``[0, 1]`` is the CPU time consumed by a process tree (the process ``pid`` and all its live
+descendants, plus descendants it has already reaped) between two reads, divided by the
+elapsed wall time and by ``cpu_count`` (the number of cores of the device being modelled).
+Optional Gaussian noise (``noise_watts``, reproducible with ``seed``) is added and the result
+is clamped at zero. Use it for emulated devices in the simulator, where there is no meter.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import psutil
+
+from htfl.power.meter import Clock, Meter, PowerSample
+
+
+def tree_cpu_seconds(root: psutil.Process) -> float:
+    """CPU seconds used so far by ``root`` and its descendants (live, or reaped by them)."""
+    times = root.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    try:
+        children = root.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            ct = child.cpu_times()
+        except psutil.Error:
+            continue  # exited between listing and reading
+        total += ct.user + ct.system
+    return total
+
+
+class SimulatedMeter(Meter):
+    """Power model of a device class, driven by the CPU utilisation of a process tree."""
+
+    driver = "simulated"
+
+    def __init__(
+        self,
+        *,
+        idle_watts: float,
+        busy_watts: float,
+        pid: int | None = None,
+        cpu_count: int | None = None,
+        noise_watts: float = 0.0,
+        seed: int | None = None,
+        volts: float = 5.0,
+        device: str = "",
+        source: str | None = None,
+        clock: Clock = time.time,
+    ):
+        super().__init__(device=device, source=source, clock=clock)
+        if busy_watts < idle_watts:
+            raise ValueError("busy_watts must be >= idle_watts")
+        self.idle_watts = float(idle_watts)
+        self.busy_watts = float(busy_watts)
+        self.pid = pid if pid is not None else os.getpid()
+        self.cpu_count = cpu_count or psutil.cpu_count() or 1
+        self.noise_watts = float(noise_watts)
+        self.volts = float(volts)
+        self.utilisation = 0.0
+        self.window_cpu_seconds = 0.0  # CPU time the tree used between the last two reads
+        self.window_seconds = 0.0
+        self._rng = random.Random(seed)
+        self._proc: psutil.Process | None = None
+        self._last_cpu = 0.0
+        self._last_mono = 0.0
+
+    def open(self) -> None:
+        try:
+            self._proc = psutil.Process(self.pid)
+            self._last_cpu = tree_cpu_seconds(self._proc)
+        except psutil.NoSuchProcess as err:
+            raise ProcessLookupError(f"no process {self.pid}") from err
+        self._last_mono = time.monotonic()
+        self._is_open = True
+
+    def close(self) -> None:
+        self._proc = None
+        self._is_open = False
+
+    def power_at(self, utilisation: float) -> float:
+        """Model power for a utilisation in ``[0, 1]`` (without noise)."""
+        u = min(max(utilisation, 0.0), 1.0)
+        return self.idle_watts + (self.busy_watts - self.idle_watts) * u
+
+    def read(self) -> PowerSample:
+        if self._proc is None:
+            raise ProcessLookupError("simulated meter is not open")
+        try:
+            cpu = tree_cpu_seconds(self._proc)
+        except psutil.NoSuchProcess as err:
+            raise ProcessLookupError(f"process {self.pid} exited") from err
+        mono = time.monotonic()
+        elapsed = mono - self._last_mono
+        if elapsed > 0:
+            used = max(cpu - self._last_cpu, 0.0)  # reaped-late children can make it dip
+            self.window_cpu_seconds, self.window_seconds = used, elapsed
+            self.utilisation = min(used / (elapsed * self.cpu_count), 1.0)
+        self._last_cpu, self._last_mono = cpu, mono
+        watts = self.power_at(self.utilisation)
+        if self.noise_watts > 0:
+            watts = max(0.0, watts + self._rng.gauss(0.0, self.noise_watts))
+        return PowerSample(self._clock(), watts, self.volts, watts / self.volts, self.source)

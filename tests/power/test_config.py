@@ -1,0 +1,176 @@
+"""htfl_meter inventory mappings -> MeterSpec -> meter, with errors naming device and key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from htfl.power.config import (
+    MeterSpec,
+    MeterSpecError,
+    load_inventory,
+    make_sampler,
+    open_meter,
+    specs_from_inventory,
+)
+from htfl.power.drivers.ina3221 import Ina3221Meter
+from htfl.power.drivers.rapl import RaplMeter
+from htfl.power.drivers.scpi import ScpiMeter
+from htfl.power.drivers.simulated import SimulatedMeter
+from htfl.power.drivers.termux import TermuxMeter
+from htfl.power.drivers.um import UMMeter
+from htfl.power.sampler import Sampler, SerialSampler
+from htfl.sim.meter_emulators import UMEmulator, constant
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key", "fragment"),
+    [
+        ({"driver": "um99c", "port": "/dev/rfcomm0"}, "driver", "unknown driver 'um99c'"),
+        ({"port": "/dev/rfcomm0"}, "driver", "missing"),
+        ({"driver": "um25c"}, "port", "missing (required by driver 'um25c')"),
+        ({"driver": "scpi", "port": ""}, "port", "non-empty string"),
+        ({"driver": "um25c", "port": "/dev/x", "baudrate": "fast"}, "baudrate", "'fast'"),
+        ({"driver": "scpi", "port": "/dev/x", "baudrate": 0}, "baudrate", "baud rate"),
+        ({"driver": "scpi", "port": "/dev/x", "baudrate": True}, "baudrate", "baud rate"),
+        ({"driver": "scpi", "port": "/dev/x", "baudrate": 96.5}, "baudrate", "96.5"),
+        ({"driver": "um25c", "prot": "/dev/x"}, "prot", "unknown key for driver 'um25c'"),
+        ({"driver": "scpi", "port": "/dev/x", "channel": 0}, "channel", ">= 1"),
+        ({"driver": "scpi", "port": "/dev/x", "rate": "fast"}, "rate", "100MS"),
+        ({"driver": "scpi", "port": "/dev/x", "instrument": "hp"}, "instrument", "unknown"),
+        ({"driver": "ina3221", "model": "jetson-toaster"}, "model", "unknown Jetson model"),
+        ({"driver": "ina3221", "rail": []}, "rail", "rail name"),
+        ({"driver": "termux", "current_sign": 2}, "current_sign", "'auto', 1, -1"),
+        ({"driver": "termux", "mode": "adb"}, "mode", "'api', 'sysfs'"),
+        ({"driver": "termux", "current_scale": 0}, "current_scale", "> 0"),
+        ({"driver": "simulated", "idle_watts": 2.0}, "busy_watts", "missing"),
+        ({"driver": "simulated", "idle_watts": 5, "busy_watts": 1}, "busy_watts", ">= idle"),
+        ({"driver": "simulated", "idle_watts": "2W", "busy_watts": 3}, "idle_watts", "number"),
+        ({"driver": "rapl", "interval": -1}, "interval", ">= 0"),
+    ],
+)
+def test_errors_name_device_and_key(mapping, key, fragment):
+    with pytest.raises(MeterSpecError) as info:
+        MeterSpec.from_mapping(mapping, "jetson-nano-07")
+    err = info.value
+    assert err.device == "jetson-nano-07"
+    assert err.key == key
+    message = str(err)
+    assert message.startswith(f"device 'jetson-nano-07': htfl_meter.{key}: ")
+    assert fragment in message
+
+
+def test_non_mapping_is_rejected():
+    with pytest.raises(MeterSpecError, match="must be a mapping"):
+        MeterSpec.from_mapping(["um25c"], "phone-2")  # type: ignore[arg-type]
+
+
+def test_defaults_are_filled_in():
+    spec = MeterSpec.from_mapping({"driver": "UM25C", "port": "/dev/rfcomm0"}, "nano-01")
+    assert spec.driver == "um25c"
+    assert spec.options["baudrate"] == 9600
+    assert spec.interval == 0.2
+    assert spec.source == "um25c"
+    assert spec.to_mapping() == {
+        "driver": "um25c",
+        "port": "/dev/rfcomm0",
+        "baudrate": 9600,
+        "timeout": 1.0,
+        "interval": 0.2,
+    }
+    scpi = MeterSpec.from_mapping(
+        {"driver": "scpi", "port": "/dev/ttyUSB0", "baudrate": "19200", "channel": 2}, "d"
+    )
+    assert scpi.options["baudrate"] == 19200
+    assert scpi.options["instrument"] == "wt310"
+    ina = MeterSpec.from_mapping({"driver": "ina3221", "model": "orin nano"}, "o")
+    assert ina.options["model"] == "jetson-orin-nano"
+    with pytest.raises(TypeError):
+        spec.options["port"] = "/dev/other"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "cls"),
+    [
+        ({"driver": "um24c", "port": "/dev/rfcomm0"}, UMMeter),
+        ({"driver": "scpi", "port": "/dev/ttyUSB0", "baudrate": 9600, "channel": 1}, ScpiMeter),
+        ({"driver": "ina3221", "model": "jetson-orin-nano"}, Ina3221Meter),
+        ({"driver": "rapl"}, RaplMeter),
+        ({"driver": "termux"}, TermuxMeter),
+        ({"driver": "simulated", "idle_watts": 2.0, "busy_watts": 7.5}, SimulatedMeter),
+    ],
+)
+def test_open_meter_builds_the_right_driver(mapping, cls):
+    spec = MeterSpec.from_mapping(mapping, "dev-9")
+    meter = open_meter(spec, open_now=False)
+    assert type(meter) is cls
+    assert meter.device == "dev-9"
+    sampler = make_sampler(spec)
+    expected = SerialSampler if mapping["driver"] in ("um24c", "scpi") else Sampler
+    assert type(sampler) is expected
+    assert sampler.interval == spec.interval
+
+
+def test_open_meter_opens_and_reads_through_the_spec():
+    with UMEmulator("um34c", constant(12.0, 1.0)) as emu:
+        spec = MeterSpec.from_mapping(
+            {"driver": "um34c", "port": emu.port, "timeout": 0.5, "source": "usb-meter"}, "pi-3"
+        )
+        meter = open_meter(spec)
+        try:
+            s = meter.read()
+        finally:
+            meter.close()
+    assert s.watts == pytest.approx(12.0)
+    assert s.source == "usb-meter"
+
+
+INVENTORY = """
+all:
+  hosts:
+    nano-01:
+      ansible_host: 10.0.0.11
+      htfl_meter: {driver: um25c, port: /dev/rfcomm0}
+    panda-01:
+      htfl_meter: {driver: rapl}
+    server:
+  children:
+    phones:
+      vars:
+        htfl_meter: {driver: termux, current_sign: auto}
+      hosts:
+        pixel-01:
+        galaxy-01:
+          htfl_meter: {driver: termux, current_scale: 0.001}
+    orins:
+      vars:
+        htfl_meter: {driver: ina3221, model: jetson-orin-nano}
+      hosts:
+        orin-01:
+      children:
+        orin_nx:
+          vars:
+            htfl_meter: {driver: ina3221, model: jetson-orin-nx}
+          hosts:
+            orin-nx-01:
+"""
+
+
+def test_inventory_host_and_group_vars(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text(INVENTORY)
+    specs = load_inventory(str(path))
+    assert specs == specs_from_inventory(yaml.safe_load(INVENTORY))
+    assert set(specs) == {"nano-01", "panda-01", "pixel-01", "galaxy-01", "orin-01", "orin-nx-01"}
+    assert specs["nano-01"].options["port"] == "/dev/rfcomm0"
+    assert specs["panda-01"].driver == "rapl"
+    assert specs["pixel-01"].options["current_scale"] == 1e-6
+    assert specs["galaxy-01"].options["current_scale"] == 0.001
+    assert specs["orin-01"].options["model"] == "jetson-orin-nano"
+    assert specs["orin-nx-01"].options["model"] == "jetson-orin-nx"
+
+
+def test_inventory_error_names_the_host():
+    bad = {"all": {"hosts": {"opi-5": {"htfl_meter": {"driver": "scpi"}}}}}
+    with pytest.raises(MeterSpecError, match=r"device 'opi-5': htfl_meter.port: missing"):
+        specs_from_inventory(bad)
