@@ -107,7 +107,8 @@ def check_compatible() -> None:
         problems.append("_push_messages no longer waits for replies with time.sleep(0.5)")
     if "initial_backoff" not in inspect.signature(_inflatable.pull_objects).parameters:
         problems.append("pull_objects no longer takes initial_backoff")
-    for module, func in ((_sci, _sci._pull_and_store_message), (_grid, _grid.HttpGrid.pull_messages)):
+    pullers = ((_sci, _sci._pull_and_store_message), (_grid, _grid.HttpGrid.pull_messages))
+    for module, func in pullers:
         source = inspect.getsource(getattr(func, "__wrapped__", func))
         if "pull_objects(" not in source or not hasattr(module, "pull_objects"):
             problems.append(f"{module.__name__} no longer pulls objects with pull_objects")

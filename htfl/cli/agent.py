@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import socket
 
@@ -29,6 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds between SuperLink polls after 2 minutes without messages",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        help="serve Prometheus /metrics on this port (0: any free port, -1: off)",
+    )
+    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument(
+        "--meter",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="this device's power meter, as the inventory's htfl_meter "
+        '(e.g. \'{"driver": "ina3221", "model": "jetson-nano"}\')',
+    )
+    p.add_argument(
         "--root-certificates",
         default=None,
         help="CA certificate for a TLS SuperLink (default: insecure)",
@@ -39,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from htfl.device_agent.agent import AgentOptions, run_agent
     from htfl.device_agent.client_runtime import ClientRuntime
+    from htfl.device_agent.instruments import DeviceInstruments
+    from htfl.power.config import MeterSpecError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = AgentOptions(
@@ -50,5 +68,17 @@ def run(args: argparse.Namespace) -> int:
         insecure=args.root_certificates is None,
         root_certificates=args.root_certificates,
     )
-    run_agent(options, ClientRuntime(args.device_class, args.name, args.torch_threads))
+    try:
+        instruments = DeviceInstruments(
+            args.name,
+            args.device_class,
+            metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+            metrics_host=args.metrics_host,
+            meter=args.meter,
+        )
+    except MeterSpecError as err:
+        logging.error("%s", err)
+        return 2
+    runtime = ClientRuntime(args.device_class, args.name, args.torch_threads, instruments)
+    run_agent(options, runtime, instruments)
     return 0

@@ -14,8 +14,9 @@ import sys
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "run",
     "agent",
-    "fleet",
     "power",
+    "prometheus",
+    "deploy",
 )
 
 

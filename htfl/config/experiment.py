@@ -154,6 +154,19 @@ class SuperLinkSection:
 
 
 @dataclass(frozen=True)
+class TelemetrySection:
+    """Where the ServerApp serves its /metrics (-1: not at all; 0: any free port)."""
+
+    server_metrics_port: int = 9465
+    server_metrics_host: str = "127.0.0.1"
+
+    def problems(self) -> list[str]:
+        if not -1 <= self.server_metrics_port <= 65535:
+            return [f"server_metrics_port: expected -1..65535, got {self.server_metrics_port}"]
+        return []
+
+
+@dataclass(frozen=True)
 class Experiment:
     source: str
     experiment: ExperimentSection
@@ -164,6 +177,7 @@ class Experiment:
     devices: DevicesSection
     models: ModelsSection
     superlink: SuperLinkSection
+    telemetry: TelemetrySection = TelemetrySection()
 
     @property
     def id(self) -> str:
@@ -178,7 +192,16 @@ class Experiment:
         return out
 
 
-_SECTIONS = ("experiment", "algorithm", "data", "training", "devices", "models", "superlink")
+_SECTIONS = (
+    "experiment",
+    "algorithm",
+    "data",
+    "training",
+    "devices",
+    "models",
+    "superlink",
+    "telemetry",
+)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -217,6 +240,7 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
         ModelsSection, {"feature_dim": feature_dim, "by_class": models_raw}, "models", problems
     )
     superlink = build(SuperLinkSection, raw.get("superlink", {}), "superlink", problems)
+    telemetry = build(TelemetrySection, raw.get("telemetry", {}), "telemetry", problems)
 
     params = None
     if algorithm is not None and not algorithm.problems():
@@ -241,4 +265,5 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
         devices=devices,
         models=models,
         superlink=superlink,
+        telemetry=telemetry,
     )  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass
 
 from htfl import flower_adapter
+from htfl.device_agent.instruments import DeviceInstruments
 from htfl.device_agent.worker import MessageHandler, RuntimeWorker
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
     return argv
 
 
-def run_agent(options: AgentOptions, handler: MessageHandler) -> None:
+def run_agent(
+    options: AgentOptions, handler: MessageHandler, instruments: DeviceInstruments | None = None
+) -> None:
     """Start the worker thread, then run the SuperNode in this thread until signalled."""
     runtime_port = options.runtime_port or free_loopback_port()
     pacer = flower_adapter.SuperNodePacer(
@@ -64,7 +67,10 @@ def run_agent(options: AgentOptions, handler: MessageHandler) -> None:
         idle_poll_seconds=options.idle_poll_seconds,
     )
     flower_adapter.install(pacer)
-    worker = RuntimeWorker(f"127.0.0.1:{runtime_port}", handler, pacer)
+    observe = instruments.phases.observe_phase if instruments is not None else None
+    worker = RuntimeWorker(f"127.0.0.1:{runtime_port}", handler, pacer, observe_phase=observe)
+    if instruments is not None:
+        instruments.start()
     worker.start()
     log.info(
         "agent %s (%s) joining SuperLink %s",
@@ -76,3 +82,5 @@ def run_agent(options: AgentOptions, handler: MessageHandler) -> None:
         flower_adapter.run_supernode(supernode_argv(options, runtime_port))
     finally:
         worker.stop()
+        if instruments is not None:
+            instruments.stop()

@@ -20,7 +20,8 @@ import htfl
 from htfl import protocol
 from htfl.algorithms import get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
-from htfl.datasets import client_shard
+from htfl.datasets import PartitionSpec, client_shard
+from htfl.device_agent.instruments import DeviceInstruments, TaskTiming
 from htfl.models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,25 @@ class RunState:
 class ClientRuntime:
     """Dispatches protocol messages to the method's client side for each run."""
 
-    def __init__(self, device_class: str, device_name: str, torch_threads: int = 0) -> None:
+    def __init__(
+        self,
+        device_class: str,
+        device_name: str,
+        torch_threads: int = 0,
+        instruments: DeviceInstruments | None = None,
+    ) -> None:
         self.device_class = device_class
         self.device_name = device_name
+        self.instruments = instruments
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         self.runs: dict[int, RunState] = {}
 
-    def __call__(self, message: Message, context: Context) -> Message:
+    def _observe(self, phase: str, seconds: float) -> None:
+        if self.instruments is not None:
+            self.instruments.phases.observe_phase(phase, seconds)
+
+    def __call__(self, message: Message, context: Context, timing: TaskTiming) -> Message:
         received = time.perf_counter()
         kind = message.metadata.message_type
         handlers = {
@@ -61,8 +73,32 @@ class ClientRuntime:
         reply = Message(protocol.content(config, payload, None), reply_to=message)
         metrics["serialise_seconds"] = time.perf_counter() - start_serialise
         metrics["handle_seconds"] = time.perf_counter() - received
+        metrics["download_seconds"] = timing.download_seconds
+        metrics["idle_seconds"] = timing.idle_seconds
+        self._observe("serialise", metrics["serialise_seconds"])
+        if kind in (protocol.TRAIN, protocol.EVALUATE):
+            self._add_energy(metrics, timing)
         reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        if self.instruments is not None:
+            self.instruments.phases.add_bytes("down", protocol.content_bytes(message))
+            self.instruments.phases.add_bytes("up", protocol.content_bytes(reply))
         return reply
+
+    def _add_energy(self, metrics: dict[str, float], timing: TaskTiming) -> None:
+        """Energy of handling this message, and of the idle time before it, from the meter."""
+        if self.instruments is None:
+            return
+        busy = self.instruments.energy(timing.received_at, time.time(), "busy")
+        if busy is None:
+            return
+        metrics["energy_joules"] = busy.joules
+        partial = busy.partial
+        if timing.idle_seconds > 0:
+            idle = self.instruments.energy(timing.idle_started_at, timing.received_at, "idle")
+            if idle is not None:
+                metrics["idle_energy_joules"] = idle.joules
+                partial = partial or idle.partial
+        metrics["energy_partial"] = float(partial)
 
     def _ping(self, message: Message):
         return None, None, {}
@@ -91,8 +127,6 @@ class ClientRuntime:
         t0 = time.perf_counter()
         cfg = protocol.read_config(message)
         method = get_method(cfg["algorithm"])
-        from htfl.datasets import PartitionSpec
-
         shard = client_shard(
             cfg["dataset"],
             PartitionSpec(**cfg["partition"]),
@@ -113,6 +147,8 @@ class ClientRuntime:
             int(cfg["seed"]) + int(cfg["client_index"]),
         )
         self.runs[message.metadata.run_id] = RunState(client, int(cfg["client_index"]), cfg["arch"])
+        if self.instruments is not None and "clock_offset_seconds" in cfg:
+            self.instruments.phases.set_clock_offset(float(cfg["clock_offset_seconds"]))
         # Older runs' state is released: a device serves one experiment at a time.
         for run_id in [r for r in self.runs if r != message.metadata.run_id]:
             del self.runs[run_id]
@@ -145,13 +181,18 @@ class ClientRuntime:
             num_test=result.num_samples,
             evaluate_seconds=time.perf_counter() - t0,
         )
+        self._observe("evaluate", metrics["evaluate_seconds"])
 
     def _train(self, message: Message):
         state = self._run(message)
+        rnd = int(protocol.read_config(message).get("round", 0))
+        if self.instruments is not None:
+            self.instruments.phases.set_round(rnd)
         metrics: dict[str, float] = {"deserialise_seconds": self._receive(state, message)}
         t0 = time.perf_counter()
         metrics["train_loss"] = state.client.train()
         metrics["train_seconds"] = time.perf_counter() - t0
+        self._observe("train", metrics["train_seconds"])
         metrics["num_train"] = len(state.client.shard.train_y)
         upload = state.client.upload()
         return None, upload, metrics

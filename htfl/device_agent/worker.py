@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from flwr.app import Context, Error, Message
@@ -29,6 +30,7 @@ from flwr.supernode.runtime.run_clientapp import (
     push_task_output,
 )
 
+from htfl.device_agent.instruments import TaskTiming
 from htfl.flower_adapter import SuperNodePacer
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 #: (most rounds on a fast device) skip the extra request.
 HEARTBEAT_AFTER_SECONDS = 5.0
 
-MessageHandler = Callable[[Message, Context], Message]
+MessageHandler = Callable[[Message, Context, TaskTiming], Message]
+PhaseObserver = Callable[[str, float], None]
 
 
 class TaskToken(RuntimeTokenHttpInterceptor):
@@ -60,11 +63,14 @@ class RuntimeWorker:
         handler: MessageHandler,
         pacer: SuperNodePacer,
         fallback_poll_seconds: float = 1.0,
+        observe_phase: PhaseObserver | None = None,
     ) -> None:
         self.runtime_api_address = runtime_api_address
         self.handler = handler
         self.pacer = pacer
         self.fallback_poll_seconds = fallback_poll_seconds
+        self.observe_phase = observe_phase or (lambda phase, seconds: None)
+        self._idle_since = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._acquirer: RuntimeHttpClient | None = None
@@ -128,10 +134,16 @@ class RuntimeWorker:
         heartbeat_timer.start()
         context: Context | None = None
         status, details = SubStatus.FAILED, "htfl worker failed before running the task"
+        idle_started = self._idle_since
         try:
+            t0 = time.time()
             message, context, _run, _fab = pull_task_input(client)
+            received = time.time()
+            timing = TaskTiming(received, received - t0, t0 - idle_started, idle_started)
+            self.observe_phase("idle", timing.idle_seconds)
+            self.observe_phase("download", timing.download_seconds)
             try:
-                reply = self.handler(message, context)
+                reply = self.handler(message, context, timing)
                 status, details = SubStatus.COMPLETED, ""
             except Exception as err:  # reported to the server, never crashes the agent
                 log.exception("handling %s failed", message.metadata.message_type)
@@ -141,13 +153,16 @@ class RuntimeWorker:
                     reply_to=message,
                 )
                 details = reason
+            t_push = time.time()
             push_message(client, reply, context)
+            self.observe_phase("upload", time.time() - t_push)
         except Exception as err:
             log.exception("runtime API exchange failed")
             details = f"{type(err).__name__}: {err}"
         finally:
             push_task_output(client=client, context=context, sub_status=status, details=details)
             self.pacer.reply_pushed.set()
+            self._idle_since = time.time()
             heartbeat_timer.cancel()
             heartbeat_timer.join()  # a start() already under way finishes before we stop it
             if heartbeat.is_running:

@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from htfl import flower_adapter
 from htfl.config.experiment import experiment_from_dict
 from htfl.server import selection
+from htfl.server.exporter import ServerMetrics
 from htfl.server.results import SUMMARY_FILE, ResultsStore, code_version
 from htfl.server.round_loop import RoundLoop
 
@@ -31,10 +32,21 @@ def main(grid: Grid, context: Context) -> None:
     raw = json.loads(str(context.run_config["htfl-experiment"]))
     results = ResultsStore(str(context.run_config["htfl-results-dir"]))
     summary: dict = {"status": "running", "run_id": context.run_id, "started": time.time()}
+    metrics: ServerMetrics | None = None
     try:
         experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
         results.write_json("experiment.json", raw)
         results.write_json("code_version.json", code_version())
+        metrics = ServerMetrics(
+            experiment.id,
+            experiment.algorithm.name,
+            experiment.data.dataset,
+            experiment.experiment.rounds,
+        )
+        if experiment.telemetry.server_metrics_port >= 0:
+            metrics.serve(
+                experiment.telemetry.server_metrics_port, experiment.telemetry.server_metrics_host
+            )
         results.progress(event="waiting", needed=experiment.devices.count)
         nodes = selection.wait_for_nodes(
             grid, experiment.devices.count, experiment.devices.wait_for_devices_seconds
@@ -57,7 +69,8 @@ def main(grid: Grid, context: Context) -> None:
             ],
         )
         results.progress(event="setup", devices=len(participants))
-        loop = RoundLoop(grid, experiment, participants, results)
+        metrics.participants(participants)
+        loop = RoundLoop(grid, experiment, participants, results, metrics)
         loop.setup()
         summary.update(loop.run())
         summary["status"] = "finished"
@@ -65,6 +78,8 @@ def main(grid: Grid, context: Context) -> None:
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("experiment failed:\n%s", traceback.format_exc())
     finally:
+        if metrics is not None:
+            metrics.close()
         summary["finished"] = time.time()
         results.write_json(SUMMARY_FILE, summary)
         results.progress(event="end", status=summary["status"], error=summary.get("error"))

@@ -14,6 +14,7 @@ from htfl.algorithms import get_method
 from htfl.algorithms.base import Upload
 from htfl.config.experiment import Experiment
 from htfl.server.exchange import Exchange, exchange
+from htfl.server.exporter import ServerMetrics
 from htfl.server.results import ClientRoundRow, ResultsStore
 from htfl.server.selection import Participant
 
@@ -21,6 +22,23 @@ log = logging.getLogger(__name__)
 
 #: Abort after this many consecutive rounds in which no device answered.
 MAX_SILENT_ROUNDS = 3
+
+
+#: Reply metrics copied as they are into the results row of the round.
+_DEVICE_FIGURES = (
+    "train_seconds",
+    "serialise_seconds",
+    "deserialise_seconds",
+    "handle_seconds",
+    "download_seconds",
+    "idle_seconds",
+    "train_loss",
+    "evaluate_seconds",
+    "test_accuracy",
+    "test_loss",
+    "energy_joules",
+    "idle_energy_joules",
+)
 
 
 class ExperimentAborted(RuntimeError):
@@ -62,7 +80,10 @@ class RoundLoop:
         experiment: Experiment,
         participants: list[Participant],
         results: ResultsStore,
+        metrics: ServerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
+        self._wait_seconds = 0.0
         self.grid = grid
         self.exp = experiment
         self.participants = participants
@@ -93,9 +114,19 @@ class RoundLoop:
             "training": exp.to_dict()["training"],
         }
         messages = [
-            _message(p, protocol.SETUP, {**base, "client_index": p.client_index, "arch": p.arch})
+            _message(
+                p,
+                protocol.SETUP,
+                {
+                    **base,
+                    "client_index": p.client_index,
+                    "arch": p.arch,
+                    "clock_offset_seconds": p.device.clock_offset_seconds,
+                },
+            )
             for p in self.participants
         ]
+        sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
         result = exchange(self.grid, messages, deadline_seconds=exp.devices.deadline_seconds)
         failed = {n: e for n, e in result.errors.items()}
         failed.update({n: "no reply before the deadline" for n in result.missing})
@@ -114,6 +145,36 @@ class RoundLoop:
                 int(m["num_parameters"]),
                 {int(k): int(v) for k, v in info["label_counts"].items()},
             )
+        if self.metrics is not None:
+            for node, setup in self.setups.items():
+                device = setup.participant.device
+                self.metrics.add_setup_bytes(
+                    device.name,
+                    device.hello_bytes[0] + sent[node],
+                    device.hello_bytes[1] + protocol.content_bytes(result.replies[node]),
+                )
+        self.results.write_json(
+            "setup.json",
+            [
+                {
+                    "device": s.participant.device.name,
+                    "client_index": s.participant.client_index,
+                    "arch": s.participant.arch,
+                    "num_train": s.num_train,
+                    "num_test": s.num_test,
+                    "num_parameters": s.num_parameters,
+                    "model_bytes": s.model_bytes,
+                    "label_counts": s.label_counts,
+                    "hello_bytes_down": s.participant.device.hello_bytes[0],
+                    "hello_bytes_up": s.participant.device.hello_bytes[1],
+                    "setup_bytes_down": sent[node],
+                    "setup_bytes_up": protocol.content_bytes(result.replies[node]),
+                }
+                for node, s in sorted(
+                    self.setups.items(), key=lambda kv: kv[1].participant.client_index
+                )
+            ],
+        )
 
     # --- rounds ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -126,6 +187,9 @@ class RoundLoop:
         silent = 0
         for rnd in range(1, exp.experiment.rounds + 1):
             t0 = time.time()
+            self._wait_seconds = 0.0
+            if self.metrics is not None:
+                self.metrics.round_started(rnd)
             payload = server.global_payload()
             rows, uploads, answered = self._train_round(rnd, payload)
             t_agg = time.time()
@@ -135,6 +199,9 @@ class RoundLoop:
                 self._evaluate_round(rows, server.global_payload())
             self.results.add_rows(rows)
             accuracy = weighted_accuracy(rows)
+            round_seconds = time.time() - t0
+            if self.metrics is not None:
+                self.metrics.round_finished(rows, self._wait_seconds, round_seconds, accuracy)
             event = {
                 "event": "round",
                 "round": rnd,
@@ -142,7 +209,8 @@ class RoundLoop:
                 "answered": answered,
                 "selected": len(self.participants),
                 "accuracy": accuracy,
-                "round_seconds": time.time() - t0,
+                "round_seconds": round_seconds,
+                "wait_seconds": self._wait_seconds,
                 "aggregate_seconds": aggregate_seconds,
                 "elapsed_seconds": time.time() - started,
             }
@@ -179,17 +247,11 @@ class RoundLoop:
                 m = protocol.read_metrics(reply)
                 row.round_trip_seconds = ex.received_at[node] - ex.sent_at
                 row.bytes_up = protocol.content_bytes(reply)
-                for key in (
-                    "train_seconds",
-                    "serialise_seconds",
-                    "deserialise_seconds",
-                    "train_loss",
-                    "evaluate_seconds",
-                    "test_accuracy",
-                    "test_loss",
-                ):
+                for key in _DEVICE_FIGURES:
                     if key in m:
                         setattr(row, key, m[key])
+                if "energy_partial" in m:
+                    row.energy_partial = bool(m["energy_partial"])
                 for key in ("num_train", "num_test"):
                     if key in m:
                         setattr(row, key, int(m[key]))
@@ -203,12 +265,14 @@ class RoundLoop:
     def _train_round(self, rnd: int, payload) -> tuple[list[ClientRoundRow], list[Upload], int]:
         messages = [_message(p, protocol.TRAIN, {"round": rnd}, payload) for p in self.participants]
         bytes_down = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
+        t0 = time.time()
         ex = exchange(
             self.grid,
             messages,
             deadline_seconds=self.exp.devices.deadline_seconds,
             min_replies=self.exp.devices.min_replies,
         )
+        self._wait_seconds += time.time() - t0
         rows = self._rows(rnd, ex, bytes_down)
         uploads = []
         for node, reply in ex.replies.items():
@@ -227,13 +291,21 @@ class RoundLoop:
     def _evaluate_round(self, rows: list[ClientRoundRow], payload) -> None:
         targets = [self.by_node[r.node_id] for r in rows]
         messages = [_message(p, protocol.EVALUATE, {}, payload) for p in targets]
+        sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
+        t0 = time.time()
         ex = exchange(self.grid, messages, deadline_seconds=self.exp.devices.deadline_seconds)
+        self._wait_seconds += time.time() - t0
         for row in rows:
+            row.eval_bytes_down = sent[row.node_id]
             reply = ex.replies.get(row.node_id)
             if reply is None:
                 continue
             m = protocol.read_metrics(reply)
+            row.eval_bytes_up = protocol.content_bytes(reply)
             row.test_accuracy = m.get("test_accuracy")
             row.test_loss = m.get("test_loss")
             row.evaluate_seconds = m.get("evaluate_seconds")
             row.num_test = int(m["num_test"]) if "num_test" in m else None
+            if "energy_joules" in m:
+                row.energy_joules = (row.energy_joules or 0.0) + m["energy_joules"]
+                row.energy_partial = bool(row.energy_partial) or bool(m.get("energy_partial"))

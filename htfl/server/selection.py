@@ -24,6 +24,7 @@ class Device:
     device_class: str
     info: dict
     clock_offset_seconds: float  # device clock minus server clock
+    hello_bytes: tuple[int, int] = (0, 0)  # content bytes of query.hello (down, up)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
         Message(protocol.content(config={}), dst_node_id=n, message_type=protocol.HELLO)
         for n in nodes
     ]
+    sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
     result = exchange(grid, messages, deadline_seconds=timeout_seconds)
     devices = []
     for node, reply in result.replies.items():
@@ -55,7 +57,14 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
         device_time = protocol.read_metrics(reply).get("device_time", 0.0)
         midpoint = (result.sent_at + result.received_at[node]) / 2
         devices.append(
-            Device(node, info["device_name"], info["device_class"], info, device_time - midpoint)
+            Device(
+                node,
+                info["device_name"],
+                info["device_class"],
+                info,
+                device_time - midpoint,
+                (sent[node], protocol.content_bytes(reply)),
+            )
         )
     return sorted(devices, key=lambda d: (d.device_class, d.name, d.node_id))
 

@@ -8,46 +8,62 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from htfl.devices import device_class
+from htfl.inventory import Host, write_local_inventory
 
 
-@dataclass(frozen=True)
-class LocalDevice:
-    name: str
-    device_class: str
+def simulated_meter(cls: str) -> dict:
+    """The simulated power meter of a device class: its profile's idle and busy watts."""
+    profile = device_class(cls).profile
+    return {
+        "driver": "simulated",
+        "idle_watts": profile.idle_watts,
+        "busy_watts": profile.busy_watts,
+        "interval": 0.05,
+    }
 
 
-def expand_selection(classes: dict[str, int], count: int | None = None) -> list[LocalDevice]:
-    """Devices for a local fleet, named like lab hosts: ``<class>-01``, ``<class>-02``..."""
-    devices = [
-        LocalDevice(f"{cls}-{i:02d}", cls) for cls, n in classes.items() for i in range(1, n + 1)
-    ]
+def expand_selection(classes: dict[str, int], count: int | None = None) -> list[Host]:
+    """Local hosts for a fleet, named like lab hosts: ``<class>-01``, ``<class>-02``...
+
+    Each gets the simulated meter of its class; ports are chosen when the fleet starts.
+    """
+    names = [(f"{cls}-{i:02d}", cls) for cls, n in classes.items() for i in range(1, n + 1)]
     if count is not None:
-        if not devices:
+        if not names:
             raise ValueError("a local fleet needs at least one device class")
-        while len(devices) < count:  # cycle through classes to reach the requested size
-            cls = devices[len(devices) % len(classes)].device_class
-            n = sum(d.device_class == cls for d in devices) + 1
-            devices.append(LocalDevice(f"{cls}-{n:02d}", cls))
-        devices = devices[:count]
-    for d in devices:
-        device_class(d.device_class)  # raises a clear error on an unknown class
-    return devices
+        while len(names) < count:  # cycle through classes to reach the requested size
+            cls = names[len(names) % len(classes)][1]
+            n = sum(c == cls for _, c in names) + 1
+            names.append((f"{cls}-{n:02d}", cls))
+        names = names[:count]
+    return [Host(name, cls, "127.0.0.1", simulated_meter(cls), _free_port()) for name, cls in names]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open together while choosing)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
@@ -64,7 +80,7 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, log: Path)
 
 @dataclass
 class LocalFleet:
-    devices: list[LocalDevice]
+    devices: list[Host]
     log_dir: Path
     port: int = 0
     torch_threads: int = 1
@@ -85,7 +101,12 @@ class LocalFleet:
 
     def start(self, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port()
+        ports = free_ports(len(self.devices) + 1)
+        self.port = self.port or ports[0]
+        self.devices = [
+            replace(d, exporter_port=d.exporter_port or port)
+            for d, port in zip(self.devices, ports[1:], strict=True)
+        ]
         atexit.register(self.stop)
         env = dict(os.environ)
         env["FLWR_HOME"] = str(self.log_dir / "flwr-home")
@@ -122,9 +143,21 @@ class LocalFleet:
                     device.name,
                     "--torch-threads",
                     str(self.torch_threads),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(device.exporter_port),
+                    "--meter",
+                    json.dumps(device.meter),
                 ],
                 env,
             )
+        write_local_inventory(self.inventory_path, self.devices, self.address)
+
+    @property
+    def inventory_path(self) -> Path:
+        """The simulated fleet's inventory: the same contract as a lab's, all hosts local."""
+        return self.log_dir / "inventory.yml"
 
     def check_alive(self) -> list[str]:
         """Names of fleet processes that have exited (a crashed agent is worth reporting)."""
