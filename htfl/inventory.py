@@ -151,6 +151,7 @@ def write_local_inventory(path: Path, hosts: list[Host], superlink: str) -> Path
         )
         hv: dict[str, Any] = {
             "ansible_connection": "local",
+            "ansible_host": host.address,
             "htfl_exporter_port": host.exporter_port,
         }
         if host.meter:

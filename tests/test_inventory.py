@@ -54,3 +54,4 @@ def test_local_inventory_round_trips(tmp_path: Path) -> None:
     inv = load_inventory(path, use_ansible=False)
     assert inv.hosts[0].name == "nano-01" and inv.hosts[0].meter == {"driver": "simulated"}
     assert inv.hosts[0].exporter_port == 9601 and inv.superlink == "127.0.0.1:8000"
+    assert inv.hosts[0].address == "127.0.0.1"

@@ -10,7 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from htfl.server.results import ClientRoundRow
 from htfl.server.selection import Participant
@@ -23,6 +29,7 @@ DEVICE_STATES = ("selected", "answering", "late", "error")
 
 class ServerMetrics:
     def __init__(self, experiment: str, algorithm: str, dataset: str, rounds: int) -> None:
+        disable_created_metrics()  # no `_created` series: the table lists what is exported
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.info = Gauge(

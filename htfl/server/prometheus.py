@@ -26,9 +26,11 @@ def device_targets(inventory: Inventory) -> list[dict]:
     ]
 
 
-def prometheus_config(targets_dir: Path, server_target: str) -> dict:
+def prometheus_config(
+    targets_dir: Path, server_target: str, scrape_interval: str = SCRAPE_INTERVAL
+) -> dict:
     return {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
                 "job_name": "htfl-devices",
@@ -44,12 +46,18 @@ def prometheus_config(targets_dir: Path, server_target: str) -> dict:
     }
 
 
-def write_prometheus_config(inventory: Inventory, out_dir: Path, server_target: str) -> Path:
+def write_prometheus_config(
+    inventory: Inventory,
+    out_dir: Path,
+    server_target: str,
+    scrape_interval: str = SCRAPE_INTERVAL,
+) -> Path:
     """Write ``targets/devices.json`` and ``prometheus.yml`` under ``out_dir``; return the path
     of the latter."""
     targets_dir = (out_dir / "targets").resolve()
     targets_dir.mkdir(parents=True, exist_ok=True)
     (targets_dir / "devices.json").write_text(json.dumps(device_targets(inventory), indent=2))
     config_path = out_dir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(prometheus_config(targets_dir, server_target)))
+    config = prometheus_config(targets_dir, server_target, scrape_interval)
+    config_path.write_text(yaml.safe_dump(config))
     return config_path
