@@ -8,7 +8,6 @@ inside the server-measured time (tolerance below).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import pytest
 from htfl.config.experiment import load_experiment
 from htfl.inventory import load_inventory
 from htfl.server.prometheus import write_prometheus_config
+from htfl.server.results import read_rows
 from htfl.server.submit import SuperLinkControl
 from htfl.sim.local_fleet import LocalFleet, expand_selection, free_ports
 from tests.integration.test_local_fleet import FEDPROTO_3_ARCHS
@@ -81,8 +81,8 @@ def test_prometheus_sees_what_the_results_record(tmp_path: Path) -> None:
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
-            stdout=open(tmp_path / "prometheus.log", "wb"),
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         from dataclasses import replace
 
@@ -99,7 +99,7 @@ def test_prometheus_sees_what_the_results_record(tmp_path: Path) -> None:
         time.sleep(3)  # a few more 1 s scrapes of the (still running) agents
 
         devices = {h.name: h.device_class for h in inventory.hosts}
-        rows = list(csv.DictReader(open(results_dir / "rounds.csv")))
+        rows = read_rows(results_dir)
         setup = {s["device"]: s for s in json.loads((results_dir / "setup.json").read_text())}
 
         # labels: every device's series carry its inventory name and class
