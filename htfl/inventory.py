@@ -103,11 +103,9 @@ def _ansible_hosts(data: dict[str, Any]) -> list[str]:
     return hosts
 
 
-def _hostvars_from_yaml(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InventoryError(f"{path}: not valid YAML: {err}") from None
+def hostvars_from_document(doc: dict[str, Any]) -> tuple[dict[str, dict], dict[str, Any]]:
+    """Every host's variables from a parsed YAML inventory: group vars flow down to child
+    groups and hosts; a child's value overrides its parent's, a host's own overrides any."""
     hostvars: dict[str, dict] = {}
 
     def walk(group: dict[str, Any], inherited: dict[str, Any]) -> None:
@@ -122,14 +120,29 @@ def _hostvars_from_yaml(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
     return hostvars, root.get("vars") or {}
 
 
-def load_inventory(path: str | Path, use_ansible: bool | None = None) -> Inventory:
+def _hostvars_from_yaml(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InventoryError(f"{path}: not valid YAML: {err}") from None
+    return hostvars_from_document(doc)
+
+
+def read_hostvars(
+    path: str | Path, use_ansible: bool | None = None
+) -> tuple[dict[str, dict], dict[str, Any]]:
+    """``({host: vars}, all.vars)`` for every host, resolved as Ansible would when it can."""
     path = Path(path)
     if not path.exists():
         raise InventoryError(f"{path}: inventory file not found")
     if use_ansible is None:
         use_ansible = shutil.which("ansible-inventory") is not None
     reader = _hostvars_with_ansible if use_ansible else _hostvars_from_yaml
-    hostvars, all_vars = reader(path)
+    return reader(path)
+
+
+def load_inventory(path: str | Path, use_ansible: bool | None = None) -> Inventory:
+    hostvars, all_vars = read_hostvars(path, use_ansible)
     hosts = [
         h
         for name, hv in sorted(hostvars.items())

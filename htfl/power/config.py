@@ -406,36 +406,18 @@ def make_sampler(spec: MeterSpec, **kwargs: Any) -> Sampler:
     return cls(meter, **kwargs)
 
 
-def specs_from_inventory(inventory: Mapping[str, Any]) -> dict[str, MeterSpec]:
-    """``{host: MeterSpec}`` for every host of a parsed Ansible YAML inventory with a meter.
-
-    Group ``vars`` apply to the group's hosts and its children's hosts; a child group's value
-    overrides its parent's, and a host's own value overrides any group's.
-    """
-    found: dict[str, tuple[int, Any]] = {}  # host -> (precedence depth, mapping)
-
-    def walk(group: Mapping[str, Any] | None, inherited: Any, depth: int) -> None:
-        if not group:
-            return
-        group_vars = group.get("vars") or {}
-        value = group_vars.get(INVENTORY_VAR, inherited)
-        for host, host_vars in (group.get("hosts") or {}).items():
-            own = (host_vars or {}).get(INVENTORY_VAR)
-            if own is not None:
-                found[host] = (1 << 30, own)
-            elif value is not None and found.get(host, (-1, None))[0] <= depth:
-                found[host] = (depth, value)
-        for child in (group.get("children") or {}).values():
-            walk(child, value, depth + 1)
-
-    for top in inventory.values():
-        walk(top, None, 0)
-    return {host: MeterSpec.from_mapping(m, host) for host, (_, m) in sorted(found.items())}
+def specs_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]]) -> dict[str, MeterSpec]:
+    """``{host: MeterSpec}`` for every host whose (resolved) variables name a meter."""
+    return {
+        host: MeterSpec.from_mapping(hv[INVENTORY_VAR], host)
+        for host, hv in sorted(hostvars.items())
+        if hv.get(INVENTORY_VAR) is not None
+    }
 
 
-def load_inventory(path: str) -> dict[str, MeterSpec]:
-    """Read an Ansible YAML inventory file and return its meter specs."""
-    import yaml
+def load_meter_specs(path: str) -> dict[str, MeterSpec]:
+    """The meter of every host of an inventory file (read through :mod:`htfl.inventory`)."""
+    from htfl.inventory import read_hostvars
 
-    with open(path) as fh:
-        return specs_from_inventory(yaml.safe_load(fh) or {})
+    hostvars, _ = read_hostvars(path)
+    return specs_from_hostvars(hostvars)

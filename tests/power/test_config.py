@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from htfl.inventory import hostvars_from_document
 from htfl.power.config import (
     MeterSpec,
     MeterSpecError,
-    load_inventory,
+    load_meter_specs,
     make_sampler,
     open_meter,
-    specs_from_inventory,
+    specs_from_hostvars,
 )
 from htfl.power.drivers.ina3221 import Ina3221Meter
 from htfl.power.drivers.rapl import RaplMeter
@@ -159,8 +160,8 @@ all:
 def test_inventory_host_and_group_vars(tmp_path):
     path = tmp_path / "hosts.yml"
     path.write_text(INVENTORY)
-    specs = load_inventory(str(path))
-    assert specs == specs_from_inventory(yaml.safe_load(INVENTORY))
+    specs = load_meter_specs(str(path))
+    assert specs == specs_from_hostvars(hostvars_from_document(yaml.safe_load(INVENTORY))[0])
     assert set(specs) == {"nano-01", "panda-01", "pixel-01", "galaxy-01", "orin-01", "orin-nx-01"}
     assert specs["nano-01"].options["port"] == "/dev/rfcomm0"
     assert specs["panda-01"].driver == "rapl"
@@ -173,4 +174,4 @@ def test_inventory_host_and_group_vars(tmp_path):
 def test_inventory_error_names_the_host():
     bad = {"all": {"hosts": {"opi-5": {"htfl_meter": {"driver": "scpi"}}}}}
     with pytest.raises(MeterSpecError, match=r"device 'opi-5': htfl_meter.port: missing"):
-        specs_from_inventory(bad)
+        specs_from_hostvars(hostvars_from_document(bad)[0])
