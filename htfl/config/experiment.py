@@ -29,6 +29,8 @@ class ExperimentSection:
     seed: int = 0
     eval_every: int = 1
     description: str = ""
+    #: torch threads of the ServerApp; 1 avoids OpenMP spin contention with co-located agents
+    server_torch_threads: int = 1
 
     def problems(self) -> list[str]:
         out = []
@@ -38,6 +40,10 @@ class ExperimentSection:
             out.append(f"rounds: expected an integer >= 1, got {self.rounds}")
         if self.eval_every < 1:
             out.append(f"eval_every: expected an integer >= 1, got {self.eval_every}")
+        if self.server_torch_threads < 1:
+            out.append(
+                f"server_torch_threads: expected an integer >= 1, got {self.server_torch_threads}"
+            )
         return out
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 
+import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -35,6 +36,7 @@ def main(grid: Grid, context: Context) -> None:
     metrics: ServerMetrics | None = None
     try:
         experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
+        torch.set_num_threads(experiment.experiment.server_torch_threads)
         results.write_json("experiment.json", raw)
         results.write_json("code_version.json", code_version())
         metrics = ServerMetrics(
