@@ -83,6 +83,7 @@ def test_power_section_is_parsed_separately():
         "htfl_power_frame_errors_total",
         "htfl_power_reconnects_total",
         "htfl_power_sample_gaps_total",
+        "htfl_power_samples_total",
     }
     assert all(r.labels == ("device", "source") for r in power.values())
     everything = documented_metrics()

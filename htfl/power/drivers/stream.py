@@ -190,17 +190,23 @@ class StreamMeter(SerialMeter):
                 prev = t_dev
         self.last_device_time = last_dev
         target = self._offset(arrival, last_dev)
-        applied = self._applied
-        if applied is None or prev is None:
+        before, before_at = self._applied, self._applied_at
+        if before is None or prev is None:
             applied = target
         else:
             # Slew towards the new estimate by at most MAX_SLEW seconds per device second, so
             # timestamps stay increasing and sample spacing is distorted by <= 1%.
-            limit = MAX_SLEW * max(last_dev - self._applied_at, 0.0)
-            applied += min(max(target - applied, -limit), limit)
+            limit = MAX_SLEW * max(last_dev - before_at, 0.0)
+            applied = before + min(max(target - before, -limit), limit)
         self._applied, self._applied_at = applied, last_dev
-        offset = applied
+        span = last_dev - before_at if before is not None and prev is not None else 0.0
         for t_dev, watts, volts, amps in parsed:
+            if span > 0:
+                # spread the correction over the batch, not onto its first step
+                frac = min(max((t_dev - before_at) / span, 0.0), 1.0)  # type: ignore[operator]
+                offset = before + (applied - before) * frac  # type: ignore[operator]
+            else:
+                offset = applied
             ready.append(PowerSample(t_dev + offset, watts, volts, amps, src))  # type: ignore[operator]
 
     # -- reading ----------------------------------------------------------------------------
