@@ -1,4 +1,4 @@
-"""Dataset loading and federated partitioning.
+"""Dataset loading, federated partitioning and per-client shards.
 
 Typical use on a client::
 
@@ -6,6 +6,12 @@ Typical use on a client::
 
     shard = client_shard("digits", PartitionSpec("dirichlet", alpha=0.1), 10, 3, seed=0)
     train = to_loader(shard.train_x, shard.train_y, batch_size=32, shuffle=True, seed=0)
+
+Real datasets (UCI HAR, PAMAP2, CIFAR-10/100, MNIST, Fashion-MNIST, FEMNIST, iWildCam) are
+read from their published archives (:mod:`htfl.datasets.upstream`), partitioned once on the
+workstation and written as one shard per client with a manifest
+(:func:`write_shards`); a device loads only its own (:func:`load_shard`), delivered by
+:mod:`htfl.datasets.delivery`. See docs/datasets.md.
 """
 
 from htfl.datasets.base import (
@@ -16,6 +22,7 @@ from htfl.datasets.base import (
     known_datasets,
     register_loader,
 )
+from htfl.datasets.catalog import LOADER_CLASSES, make_loader
 from htfl.datasets.digits import DigitsLoader
 from htfl.datasets.partition import (
     MAX_DIRICHLET_ATTEMPTS,
@@ -25,25 +32,39 @@ from htfl.datasets.partition import (
     split_train_test,
 )
 from htfl.datasets.shard import ClientShard, clear_caches, client_shard, partition_summary
+from htfl.datasets.store import (
+    Manifest,
+    ManifestError,
+    ShardIntegrityError,
+    load_shard,
+    write_shards,
+)
 
 __all__ = [
+    "LOADER_CLASSES",
     "MAX_DIRICHLET_ATTEMPTS",
     "ClientShard",
     "DatasetLoader",
     "DigitsLoader",
     "LoadedDataset",
+    "Manifest",
+    "ManifestError",
     "PartitionKind",
     "PartitionSpec",
+    "ShardIntegrityError",
     "UnknownDatasetError",
     "clear_caches",
     "client_shard",
     "get_loader",
     "known_datasets",
+    "load_shard",
+    "make_loader",
     "partition_indices",
     "partition_summary",
     "register_loader",
     "split_train_test",
     "to_loader",
+    "write_shards",
 ]
 
 

@@ -42,6 +42,8 @@ class LoadedDataset:
         input_shape: Shape of one sample, e.g. ``(1, 8, 8)``.
         groups: Natural partition key per sample (subject, writer, camera id...),
             shape ``(N,)``, or ``None`` when the dataset has no such key.
+        provenance: Where the samples came from (upstream files with their sha256, the
+            loader's options), recorded in shard manifests; ``None`` for built-in data.
 
     ``eq=False`` because field-wise ``==`` on numpy arrays is ambiguous; instances compare
     and hash by identity.
@@ -53,6 +55,7 @@ class LoadedDataset:
     num_classes: int
     input_shape: tuple[int, ...]
     groups: np.ndarray | None = None
+    provenance: dict | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -16,11 +16,17 @@ Kinds:
   PFLlib balancing rule). The whole draw is repeated until every client has at least
   ``min_samples`` samples, up to :data:`MAX_DIRICHLET_ATTEMPTS` times, then a ValueError.
   ``balanced`` is ignored.
+* ``exdir`` (extended Dirichlet, PFLlib's "exdir", after Li et al. 2023): first every
+  client draws ``classes_per_client`` distinct classes at random, redrawn until every class
+  has at least ``max(classes_per_client * num_clients // num_classes // 2, 1)`` holders;
+  then each class is split by Dir(alpha) among its holders only, with the same fair-share
+  cap and ``min_samples`` retry rule as ``dirichlet``. A client therefore holds at most
+  ``classes_per_client`` classes, in Dirichlet-skewed amounts. ``balanced`` is ignored.
 * ``natural``: one client per distinct value of ``groups`` (subject, writer, ...), in
   sorted group order, so client ``i`` is always the ``i``-th group whatever the seed.
   ``min_samples`` and ``balanced`` are ignored.
 
-``min_samples`` is a guarantee for iid, pathological and dirichlet: if it cannot be met,
+``min_samples`` is a guarantee for iid, pathological, dirichlet and exdir: if it cannot be met,
 :func:`partition_indices` raises ValueError rather than returning a starved client.
 
 Every partition is a list of ``num_clients`` sorted int64 index arrays into ``labels``;
@@ -38,17 +44,31 @@ import numpy as np
 
 __all__ = [
     "MAX_DIRICHLET_ATTEMPTS",
+    "MAX_EXDIR_ASSIGNMENTS",
+    "RELEVANT_FIELDS",
+    "exdir_class_holders",
     "PartitionKind",
     "PartitionSpec",
     "partition_indices",
     "split_train_test",
 ]
 
-PartitionKind = Literal["iid", "pathological", "dirichlet", "natural"]
+PartitionKind = Literal["iid", "pathological", "dirichlet", "exdir", "natural"]
 _KINDS: tuple[str, ...] = get_args(PartitionKind)
 
 #: How many full Dirichlet draws to try before giving up on ``min_samples``.
 MAX_DIRICHLET_ATTEMPTS = 1000
+#: How many class-to-client assignments exdir tries before giving up on class coverage.
+MAX_EXDIR_ASSIGNMENTS = 1000
+
+#: The spec fields each kind uses (the rest are ignored, so they are not recorded).
+RELEVANT_FIELDS: dict[str, tuple[str, ...]] = {
+    "iid": ("balanced", "min_samples"),
+    "pathological": ("classes_per_client", "balanced", "min_samples"),
+    "dirichlet": ("alpha", "min_samples"),
+    "exdir": ("classes_per_client", "alpha", "min_samples"),
+    "natural": (),
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +76,10 @@ class PartitionSpec:
     """How to split a dataset across clients. Validated on construction.
 
     Attributes:
-        kind: ``"iid"``, ``"pathological"``, ``"dirichlet"`` or ``"natural"``.
-        classes_per_client: Distinct classes per client (pathological only).
-        alpha: Dirichlet concentration (dirichlet only); smaller is more skewed.
-        min_samples: Minimum samples per client (iid, pathological, dirichlet).
+        kind: ``"iid"``, ``"pathological"``, ``"dirichlet"``, ``"exdir"`` or ``"natural"``.
+        classes_per_client: Distinct classes per client (pathological; at most, exdir).
+        alpha: Dirichlet concentration (dirichlet, exdir); smaller is more skewed.
+        min_samples: Minimum samples per client (iid, pathological, dirichlet, exdir).
         balanced: Equal client sizes (iid) / equal per-class shares (pathological).
     """
 
@@ -96,6 +116,14 @@ class PartitionSpec:
             )
         if not isinstance(self.balanced, bool):
             raise ValueError(f"PartitionSpec.balanced must be a bool; got {self.balanced!r}")
+
+    def relevant(self) -> dict[str, object]:
+        """``kind`` and the fields this kind uses: what a manifest records and compares."""
+        out: dict[str, object] = {"kind": self.kind}
+        for name in RELEVANT_FIELDS[self.kind]:
+            value = getattr(self, name)
+            out[name] = float(value) if name == "alpha" else value
+        return out
 
 
 def _is_int(value: object) -> bool:
@@ -137,6 +165,8 @@ def partition_indices(
         parts = _iid(n, num_clients, spec, rng)
     elif spec.kind == "pathological":
         parts = _pathological(labels, num_clients, spec, rng)
+    elif spec.kind == "exdir":
+        parts = _exdir(labels, num_clients, spec, rng)
     else:
         parts = _dirichlet(labels, num_clients, spec, rng)
 
@@ -244,6 +274,89 @@ def _dirichlet(
         f"at least min_samples={spec.min_samples} samples in {MAX_DIRICHLET_ATTEMPTS} "
         f"attempts (last smallest client: {smallest}); raise alpha, lower min_samples or "
         "use fewer clients"
+    )
+
+
+def _dirichlet_split(
+    idx: np.ndarray,
+    proportions: np.ndarray,
+    eligible: np.ndarray,
+    parts: list[list[int]],
+    cap: float,
+) -> None:
+    """Deal ``idx`` to ``parts`` by ``proportions`` among ``eligible`` clients with room."""
+    room = np.array([len(p) < cap for p in parts])
+    weights = proportions * eligible * room
+    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        weights = proportions * eligible  # everyone eligible is full: ignore the cap
+    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        weights = eligible.astype(np.float64)  # proportions underflowed to zero
+    share = weights / weights.sum() * idx.size
+    counts = np.floor(share).astype(np.int64)
+    # Hand the rounding remainder to clients that may receive this class (largest
+    # fractions first), so no sample ever reaches a client outside ``eligible``.
+    takers = [int(i) for i in np.argsort(-(share - counts), kind="stable") if weights[i] > 0]
+    for i in range(int(idx.size - counts.sum())):
+        counts[takers[i % len(takers)]] += 1
+    for part, chunk in zip(parts, np.split(idx, np.cumsum(counts)[:-1]), strict=True):
+        part.extend(chunk.tolist())
+
+
+def exdir_class_holders(
+    num_classes: int, num_clients: int, classes_per_client: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """exdir's first level: the clients holding each class (see the module docstring)."""
+    k = classes_per_client
+    if k > num_classes:
+        raise ValueError(
+            f"exdir partition wants classes_per_client={k} but the labels have only "
+            f"{num_classes} distinct classes"
+        )
+    if num_clients * k < num_classes:
+        raise ValueError(
+            f"exdir partition needs num_clients * classes_per_client >= {num_classes} "
+            f"classes so that every class has a holder; got {num_clients} * {k}"
+        )
+    need = max(k * num_clients // num_classes // 2, 1)
+    for _attempt in range(MAX_EXDIR_ASSIGNMENTS):
+        holders: list[list[int]] = [[] for _ in range(num_classes)]
+        for client in range(num_clients):
+            for c in rng.choice(num_classes, size=k, replace=False):
+                holders[int(c)].append(client)
+        if min(len(h) for h in holders) >= need:
+            return holders
+    raise ValueError(
+        f"exdir partition could not give every class {need} holders in "
+        f"{MAX_EXDIR_ASSIGNMENTS} draws; use more clients or classes_per_client"
+    )
+
+
+def _exdir(
+    labels: np.ndarray, num_clients: int, spec: PartitionSpec, rng: np.random.Generator
+) -> list[np.ndarray]:
+    classes = np.unique(labels)
+    holders = exdir_class_holders(classes.size, num_clients, spec.classes_per_client, rng)
+    class_indices = [np.flatnonzero(labels == c) for c in classes]
+    cap = labels.shape[0] / num_clients
+    concentration = np.full(num_clients, float(spec.alpha))
+    eligible = np.zeros((classes.size, num_clients))
+    for c, owners in enumerate(holders):
+        eligible[c, owners] = 1.0
+    smallest = 0
+    for _attempt in range(MAX_DIRICHLET_ATTEMPTS):
+        parts: list[list[int]] = [[] for _ in range(num_clients)]
+        for c, idx in enumerate(class_indices):
+            _dirichlet_split(
+                rng.permutation(idx), rng.dirichlet(concentration), eligible[c], parts, cap
+            )
+        smallest = min(len(p) for p in parts)
+        if smallest >= spec.min_samples:
+            return _finish(parts)
+    raise ValueError(
+        f"exdir partition (alpha={spec.alpha}, classes_per_client={spec.classes_per_client}) "
+        f"could not give all {num_clients} clients at least min_samples={spec.min_samples} "
+        f"samples in {MAX_DIRICHLET_ATTEMPTS} attempts (last smallest client: {smallest}); "
+        "raise alpha or classes_per_client, lower min_samples or use fewer clients"
     )
 
 
