@@ -2,8 +2,22 @@
 
 A method module defines ``Params`` (a frozen dataclass validated before a run starts), a
 ``ClientSide`` that lives on the device with the private model, a ``ServerSide`` that lives in
-the ServerApp, and ``declared_upload_bytes``. Only :data:`Payload` (named float arrays) ever
+the ServerApp, and ``declared_upload_bytes``. Only :data:`Payload` (named numpy arrays) ever
 crosses the message boundary, so what a method exchanges is explicit and measurable.
+
+The client side's training loop lives here; a method changes it through small hooks:
+
+* ``receive(download)``: take in the global knowledge (called before ``evaluate`` and before
+  ``train``, so it must be idempotent for a payload it has already seen);
+* ``extra_loss(features, logits, y)``: a regulariser added to cross-entropy;
+* ``training_loss(x, y)``: the whole loss of one batch, for methods that train more than the
+  private model's cross-entropy (a shared model beside it, a generator's samples...);
+* ``after_training()``: work once local epochs are over (prototypes, a meta step...);
+* ``upload()``: what goes to the server;
+* ``predict(x)`` / ``eval_logits(x)``: the scores evaluation ranks, and the logits its loss uses.
+
+Modules a method adds on the device (a shared model, a projector) are registered with
+:meth:`ClientSide.add_module`, which puts them on the same optimizer and train/eval switch.
 """
 
 from __future__ import annotations
@@ -20,9 +34,13 @@ from torch.nn import functional as F
 
 from htfl.datasets import ClientShard
 from htfl.datasets.torch_data import to_loader
-from htfl.models import SplitModel
+from htfl.models import SplitModel, build_model
 
 Payload = dict[str, np.ndarray]
+
+#: The input shape assumed by ``declared_upload_bytes`` when the caller gives none: the built-in
+#: digits dataset. Only methods that upload a model of their own depend on it.
+DEFAULT_INPUT_SHAPE: tuple[int, ...] = (1, 8, 8)
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,9 @@ class EvalResult:
 class ClientSide(ABC):
     """The device half of a method: owns the private model, which never leaves the device."""
 
+    #: Clip the gradient norm of every trained parameter to this before each step (None: no clip).
+    max_grad_norm: float | None = None
+
     def __init__(
         self,
         model: SplitModel,
@@ -82,6 +103,7 @@ class ClientSide(ABC):
         self.params = params
         self.seed = seed
         self.round = 0
+        self.extra_modules: list[nn.Module] = []
         self.optimizer = torch.optim.SGD(
             model.parameters(),
             lr=settings.learning_rate,
@@ -102,6 +124,16 @@ class ClientSide(ABC):
         """A regulariser added to cross-entropy during local training, if the method has one."""
         return None
 
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of one training batch: cross-entropy of the private model + ``extra_loss``."""
+        features, logits = self.model.forward_with_features(x)
+        loss = F.cross_entropy(logits, y)
+        extra = self.extra_loss(features, logits, y)
+        return loss if extra is None else loss + extra
+
+    def after_training(self) -> None:  # noqa: B027 - optional hook
+        """Called once the local epochs of a round are over, before ``upload``."""
+
     @abstractmethod
     def upload(self) -> Payload:
         """What this client sends after local training."""
@@ -110,56 +142,84 @@ class ClientSide(ABC):
         """Logits-like scores used for evaluation (higher is more likely)."""
         return self.model(x)
 
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits the reported test loss is computed from."""
+        return self.model(x)
+
+    # --- helpers for methods -----------------------------------------------------------
+    @property
+    def federation_seed(self) -> int:
+        """The experiment's seed, shared by every client (``seed`` is experiment seed + index)."""
+        return self.seed - self.shard.client_index
+
+    def add_module(self, module: nn.Module, learning_rate: float | None = None) -> nn.Module:
+        """Train ``module`` beside the private model (same optimizer, its own learning rate)."""
+        self.extra_modules.append(module)
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            group: dict[str, Any] = {"params": params}
+            if learning_rate is not None:
+                group["lr"] = learning_rate
+            self.optimizer.add_param_group(group)
+        return module
+
+    def build_shared_model(self, arch: str, feature_dim: int | None = None) -> SplitModel:
+        """A model every client builds identically (from the experiment seed) for this shard."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.federation_seed)
+            return build_model(
+                arch,
+                tuple(self.shard.input_shape),
+                self.model.num_classes,
+                feature_dim if feature_dim is not None else self.model.feature_dim,
+            )
+
+    def _set_mode(self, training: bool) -> None:
+        for module in (self.model, *self.extra_modules):
+            module.train(training)
+
     # --- shared machinery --------------------------------------------------------------
     def train(self) -> float:
         """Run local epochs; return the mean training loss."""
         self.round += 1
-        self.model.train()
+        self._set_mode(True)
         total, count = 0.0, 0
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         for _ in range(self.settings.local_epochs):
             for x, y in self._train_loader:
                 if len(y) < 2:  # BatchNorm cannot train on a single sample
                     continue
-                features, logits = self.model.forward_with_features(x)
-                loss = F.cross_entropy(logits, y)
-                extra = self.extra_loss(features, logits, y)
-                if extra is not None:
-                    loss = loss + extra
+                loss = self.training_loss(x, y)
                 self.optimizer.zero_grad()
                 loss.backward()
+                if self.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
                 self.optimizer.step()
                 total += float(loss.detach()) * len(y)
                 count += len(y)
+        self._set_mode(False)
+        self.after_training()
         return total / max(count, 1)
 
     @torch.no_grad()
     def evaluate(self) -> EvalResult:
-        self.model.eval()
+        self._set_mode(False)
         x = torch.from_numpy(self.shard.test_x)
         y = torch.from_numpy(self.shard.test_y)
         if len(y) == 0:
             return EvalResult(0.0, 0.0, 0)
         scores = self.predict(x)
-        loss = float(F.cross_entropy(self.model(x), y))
+        loss = float(F.cross_entropy(self.eval_logits(x), y))
         accuracy = float((scores.argmax(dim=1) == y).float().mean())
         return EvalResult(accuracy, loss, len(y))
 
     @torch.no_grad()
     def class_prototypes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean feature per class over the local training set, and which classes are present."""
-        self.model.eval()
+        """Mean feature per class over the local training set, and how many samples each."""
+        self._set_mode(False)
         x = torch.from_numpy(self.shard.train_x)
         y = torch.from_numpy(self.shard.train_y)
-        features = self.model.features(x)
-        num_classes, d = self.model.num_classes, self.model.feature_dim
-        protos = np.zeros((num_classes, d), dtype=np.float32)
-        present = np.zeros(num_classes, dtype=np.float32)
-        for c in range(num_classes):
-            mask = y == c
-            if bool(mask.any()):
-                protos[c] = features[mask].mean(dim=0).numpy()
-                present[c] = float(mask.sum())
-        return protos, present
+        return class_means(self.model.features(x), y, self.model.num_classes)
 
 
 class ServerSide(ABC):
@@ -186,6 +246,12 @@ class NoParams:
         return []
 
 
+#: ``declared_upload_bytes(params, num_classes, feature_dim, model_bytes, input_shape=None)``:
+#: the bytes of named arrays one client uploads per round (``model_bytes``: the private model's
+#: state; ``input_shape``: one sample's shape, for methods that upload a model of their own).
+DeclaredBytes = Callable[..., int]
+
+
 @dataclass(frozen=True)
 class Method:
     """A registered method: its name, parameter schema and its two sides."""
@@ -194,10 +260,22 @@ class Method:
     params: type
     client: type[ClientSide]
     server: type[ServerSide]
-    declared_upload_bytes: Callable[[Any, int, int, int], int]
+    declared_upload_bytes: DeclaredBytes
     homogeneous: bool = False  # True when every client must train the same architecture
     summary: str = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+
+
+def class_means(
+    values: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the mean of ``values`` rows with that label (zeros if none), and the counts."""
+    values = values.detach().to(torch.float64)
+    sums = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
+    sums.index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes].to(torch.float64)
+    means = sums / counts.clamp(min=1).unsqueeze(1)
+    return means.numpy().astype(np.float32), counts.numpy().astype(np.float32)
 
 
 def mse_to_prototypes(

@@ -6,30 +6,19 @@ round 1 needs no download.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
+from htfl.algorithms.aggregate import weighted_average
 from htfl.algorithms.base import ClientSide, Method, NoParams, Payload, ServerSide, Upload
+from htfl.algorithms.state import load_module_payload, module_payload
 
-
-def weighted_average(payloads: list[Payload], weights: list[float]) -> Payload:
-    """Sample-weighted mean of each named array (integer buffers keep their dtype)."""
-    total = float(sum(weights))
-    out: Payload = {}
-    for key in payloads[0]:
-        acc = sum(w * p[key].astype(np.float64) for p, w in zip(payloads, weights, strict=True))
-        out[key] = (acc / total).astype(payloads[0][key].dtype)
-    return out
+__all__ = ["METHOD", "weighted_average"]
 
 
 class FedAvgClient(ClientSide):
     def receive(self, download: Payload) -> None:
-        if download:
-            state = {k: torch.from_numpy(np.array(v)) for k, v in download.items()}
-            self.model.load_state_dict(state)
+        load_module_payload(self.model, download)
 
     def upload(self) -> Payload:
-        return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return module_payload(self.model)
 
 
 class FedAvgServer(ServerSide):
@@ -52,7 +41,7 @@ METHOD = Method(
     params=NoParams,
     client=FedAvgClient,
     server=FedAvgServer,
-    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes: model_bytes,
+    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes, **_: model_bytes,
     homogeneous=True,
     summary="whole model, sample-weighted average",
 )

@@ -74,7 +74,7 @@ METHOD = Method(
     params=FedProtoParams,
     client=PrototypeClient,
     server=FedProtoServer,
-    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes: (
+    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes, **_: (
         prototypes.declared_prototype_bytes(num_classes, feature_dim)
     ),
     summary="class prototypes, weighted mean",

@@ -122,15 +122,10 @@ class FedTGPServer(ServerSide):
         self.margin = adaptive_margin(
             class_gaps(cluster_centres(uploads, self.num_classes)), self.params.tau
         )
-        protos, labels = [], []
         for upload in uploads:
-            counts = upload.payload["counts"]
-            self.seen += counts
-            for k in np.flatnonzero(counts > 0):
-                protos.append(upload.payload["prototypes"][k])
-                labels.append(int(k))
-        x = torch.from_numpy(np.stack(protos).astype(np.float32))
-        y = torch.tensor(labels, dtype=torch.int64)
+            self.seen += upload.payload["counts"]
+        protos, labels = prototypes.prototype_pairs(uploads)
+        x, y = torch.from_numpy(protos), torch.from_numpy(labels)
         all_classes = torch.arange(self.num_classes)
         self.generator.train()
         bs = self.params.server_batch_size
@@ -155,7 +150,7 @@ METHOD = Method(
     params=FedTGPParams,
     client=PrototypeClient,
     server=FedTGPServer,
-    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes: (
+    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes, **_: (
         prototypes.declared_prototype_bytes(num_classes, feature_dim)
     ),
     summary="trainable global prototypes, adaptive margin",

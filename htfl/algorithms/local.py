@@ -23,6 +23,6 @@ METHOD = Method(
     params=NoParams,
     client=LocalClient,
     server=LocalServer,
-    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes: 0,
+    declared_upload_bytes=lambda params, num_classes, feature_dim, model_bytes, **_: 0,
     summary="no exchange",
 )

@@ -1,4 +1,4 @@
-"""Prototype payloads shared by FedProto and FedTGP: per-class mean features plus counts."""
+"""Prototype payloads shared by FedProto, FedTGP, FedGH and FedKTL: per-class means plus counts."""
 
 from __future__ import annotations
 
@@ -34,3 +34,17 @@ def as_tensors(download: Payload) -> tuple[torch.Tensor, torch.Tensor] | None:
     if "prototypes" not in download:
         return None
     return torch.from_numpy(download["prototypes"]), torch.from_numpy(download["counts"])
+
+
+def prototype_pairs(uploads: list[Upload]) -> tuple[np.ndarray, np.ndarray]:
+    """Every (client, class) prototype a client holds, as rows, and its class."""
+    protos, labels = [], []
+    for upload in uploads:
+        for k in np.flatnonzero(upload.payload["counts"] > 0):
+            protos.append(upload.payload["prototypes"][k])
+            labels.append(int(k))
+    width = uploads[0].payload["prototypes"].shape[1] if uploads else 0
+    return (
+        np.asarray(protos, dtype=np.float32).reshape(-1, width),
+        np.asarray(labels, dtype=np.int64),
+    )

@@ -1,0 +1,33 @@
+"""Pieces of the methods that keep a small *shared* model beside each private model
+(FML, FedKD, FedMRL): its declared size and the averaging server."""
+
+from __future__ import annotations
+
+from htfl.algorithms.aggregate import weighted_average
+from htfl.algorithms.base import DEFAULT_INPUT_SHAPE, Payload, ServerSide, Upload
+from htfl.models import build_model
+
+
+def shared_model_bytes(
+    arch: str, input_shape: tuple[int, ...] | None, num_classes: int, feature_dim: int
+) -> int:
+    """Bytes of a shared model's full state (parameters and buffers)."""
+    model = build_model(arch, tuple(input_shape or DEFAULT_INPUT_SHAPE), num_classes, feature_dim)
+    return sum(v.numel() * v.element_size() for v in model.state_dict().values())
+
+
+class SharedModelServer(ServerSide):
+    """Keeps the shared model as the sample-weighted average of the uploaded ones (FedAvg)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared: Payload = {}
+
+    def global_payload(self) -> Payload:
+        return self.shared
+
+    def aggregate(self, uploads: list[Upload]) -> None:
+        if uploads:
+            self.shared = weighted_average(
+                [u.payload for u in uploads], [u.num_samples for u in uploads]
+            )
