@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from htfl.algorithms import fedavg, fedproto, fedtgp, local
+from htfl.algorithms import (
+    fd,
+    fedavg,
+    fedgen,
+    fedgh,
+    fedkd,
+    fedktl,
+    fedl2g,
+    fedmrl,
+    fedproto,
+    fedtgp,
+    fml,
+    lg_fedavg,
+    local,
+)
 from htfl.algorithms.base import Method
 
-METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (local, fedavg, fedproto, fedtgp)}
+_MODULES = (local, fedavg, fedproto, fedtgp, fd, fml, lg_fedavg, fedgen, fedkd, fedgh, fedmrl)
+METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (*_MODULES, fedl2g, fedktl)}
 
 
 class UnknownMethodError(ValueError):
