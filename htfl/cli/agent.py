@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 
 from htfl.devices import DEVICE_CLASSES
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from htfl.power.config import MeterSpecError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.data_dir:  # where prepared shards are fetched to / synced to (htfl.datasets)
+        os.environ["HTFL_DATA_DIR"] = os.path.abspath(args.data_dir)
     options = AgentOptions(
         superlink=args.superlink,
         device_class=args.device_class,

@@ -6,6 +6,7 @@ researcher fixes a file in one pass rather than one error per launch.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from htfl.algorithms import METHODS
 from htfl.algorithms.base import TrainSettings
 from htfl.config.typed import ConfigError, build, to_plain
 from htfl.datasets import PartitionSpec, known_datasets
+from htfl.datasets.store import manifest_content_sha256, manifest_problems
 from htfl.devices import DEVICE_CLASSES
 from htfl.models import ARCHITECTURES
 
@@ -60,17 +62,44 @@ class AlgorithmSection:
 
 @dataclass(frozen=True)
 class DataSection:
+    """What each client trains on.
+
+    Without ``manifest``, every agent builds its own shard in memory (``delivery =
+    "build"``). With ``manifest`` (from ``htfl data prepare``), agents load prepared shards,
+    delivered over HTTP by the ServerApp (``"http"``) or synced beforehand by Ansible
+    (``"ansible"``); ``dataset``, ``partition`` and its parameters must then agree with the
+    manifest, and ``shards_sha256`` (filled in from the manifest when empty) is the content
+    hash every agent checks. A relative ``manifest`` is relative to the working directory.
+    """
+
     dataset: str
-    partition: Literal["iid", "pathological", "dirichlet", "natural"] = "dirichlet"
+    partition: Literal["iid", "pathological", "dirichlet", "exdir", "natural"] = "dirichlet"
     alpha: float = 0.1
     classes_per_client: int = 2
     min_samples: int = 10
     balanced: bool = False
     train_fraction: float = 0.75
+    manifest: str = ""
+    shards_sha256: str = ""
+    delivery: Literal["", "build", "http", "ansible"] = ""
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 0  # 0: any free port; -1: do not serve (shard_url points elsewhere)
+    shard_url: str = ""  # the URL devices use; default: the server's own address
+
+    def __post_init__(self) -> None:
+        # Resolve once, where the file is read, so the record (experiment.json) is explicit.
+        if self.manifest:
+            object.__setattr__(self, "manifest", os.path.abspath(self.manifest))
+        if not self.delivery:
+            object.__setattr__(self, "delivery", "http" if self.manifest else "build")
+        if self.manifest and not self.shards_sha256:
+            object.__setattr__(self, "shards_sha256", manifest_content_sha256(self.manifest))
 
     def problems(self) -> list[str]:
         out = []
-        if self.dataset not in known_datasets():
+        if self.manifest:
+            out.extend(self._manifest_problems())
+        elif self.dataset not in known_datasets():
             out.append(
                 f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(known_datasets())}"
             )
@@ -80,7 +109,24 @@ class DataSection:
             self.partition_spec().validate()
         except ValueError as err:
             out.append(f"partition: {err}")
+        if self.delivery == "build" and self.manifest:
+            out.append('delivery: "build" makes shards on the devices; remove manifest')
+        if self.delivery in ("http", "ansible") and not self.manifest:
+            out.append(f'manifest: delivery "{self.delivery}" needs prepared shards (manifest)')
+        if not -1 <= self.serve_port <= 65535:
+            out.append(f"serve_port: expected -1..65535, got {self.serve_port}")
+        if self.delivery == "http" and self.serve_port == -1 and not self.shard_url:
+            out.append("shard_url: serve_port = -1 (served elsewhere) needs the shard_url")
         return out
+
+    def _manifest_problems(self) -> list[str]:
+        return manifest_problems(
+            self.manifest,
+            self.shards_sha256,
+            self.dataset,
+            self.partition_spec(),
+            self.train_fraction,
+        )
 
     def partition_spec(self) -> PartitionSpec:
         return PartitionSpec(
@@ -90,6 +136,16 @@ class DataSection:
             min_samples=self.min_samples,
             balanced=self.balanced,
         )
+
+    def shard_spec(self) -> dict[str, Any]:
+        """What the setup message tells agents about prepared shards (empty for build)."""
+        if self.delivery == "build":
+            return {}
+        return {
+            "delivery": self.delivery,
+            "url": self.shard_url,
+            "content_sha256": self.shards_sha256,
+        }
 
 
 @dataclass(frozen=True)

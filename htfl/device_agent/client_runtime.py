@@ -20,7 +20,7 @@ import htfl
 from htfl import protocol
 from htfl.algorithms import get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
-from htfl.datasets import PartitionSpec, client_shard
+from htfl.datasets.delivery import obtain_client_shard
 from htfl.device_agent.instruments import DeviceInstruments, TaskTiming
 from htfl.models import build_model, count_parameters
 
@@ -127,14 +127,7 @@ class ClientRuntime:
         t0 = time.perf_counter()
         cfg = protocol.read_config(message)
         method = get_method(cfg["algorithm"])
-        shard = client_shard(
-            cfg["dataset"],
-            PartitionSpec(**cfg["partition"]),
-            int(cfg["num_clients"]),
-            int(cfg["client_index"]),
-            int(cfg["seed"]),
-            float(cfg["train_fraction"]),
-        )
+        shard = obtain_client_shard(cfg)  # built here, or prepared and fetched/verified
         torch.manual_seed(int(cfg["seed"]))  # same init for every client of one arch
         model = build_model(
             cfg["arch"], tuple(shard.input_shape), shard.num_classes, int(cfg["feature_dim"])

@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from htfl import flower_adapter
 from htfl.config.experiment import experiment_from_dict
+from htfl.datasets.delivery import start_shard_delivery
 from htfl.server import selection
 from htfl.server.exporter import ServerMetrics
 from htfl.server.results import SUMMARY_FILE, ResultsStore, code_version
@@ -34,11 +35,14 @@ def main(grid: Grid, context: Context) -> None:
     results = ResultsStore(str(context.run_config["htfl-results-dir"]))
     summary: dict = {"status": "running", "run_id": context.run_id, "started": time.time()}
     metrics: ServerMetrics | None = None
+    shard_server = None
     try:
         experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
         torch.set_num_threads(experiment.experiment.server_torch_threads)
         results.write_json("experiment.json", raw)
         results.write_json("code_version.json", code_version())
+        # Prepared shards: check them, and serve them over HTTP if so delivered (data.json).
+        experiment, shard_server = start_shard_delivery(experiment, results)
         metrics = ServerMetrics(
             experiment.id,
             experiment.algorithm.name,
@@ -82,6 +86,8 @@ def main(grid: Grid, context: Context) -> None:
     finally:
         if metrics is not None:
             metrics.close()
+        if shard_server is not None:
+            shard_server.close()
         summary["finished"] = time.time()
         results.write_json(SUMMARY_FILE, summary)
         results.progress(event="end", status=summary["status"], error=summary.get("error"))

@@ -108,6 +108,7 @@ class RoundLoop:
                 "balanced": exp.data.balanced,
             },
             "train_fraction": exp.data.train_fraction,
+            "shards": exp.data.shard_spec(),
             "num_clients": len(self.participants),
             "seed": exp.experiment.seed,
             "feature_dim": exp.models.feature_dim,
