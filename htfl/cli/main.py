@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "power",
     "prometheus",
     "deploy",
+    "data",
 )
 
 
