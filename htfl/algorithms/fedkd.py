@@ -50,6 +50,7 @@ from htfl.algorithms.base import (
     Upload,
 )
 from htfl.algorithms.distill import mutual_kd_losses
+from htfl.algorithms.state import scalar
 from htfl.models import build_model
 
 #: Suffixes of a compressed matrix's three factors in a payload.
@@ -161,7 +162,7 @@ class FedKDClient(ClientSide):
     def receive(self, download: Payload) -> None:
         if VERSION not in download:
             return
-        version = int(download[VERSION])
+        version = int(scalar(download[VERSION]))
         if version == self.version:  # already applied (evaluate, then train, carry the same)
             return
         if version != self.version + 1:
@@ -177,7 +178,7 @@ class FedKDClient(ClientSide):
             for name, value in self.synced.items():
                 state[name].copy_(value)
         self.version = version
-        self.energy = float(download[ENERGY])
+        self.energy = scalar(download[ENERGY])
 
     def training_loss(self, x, y):
         rep_t, out_t = self.model.forward_with_features(x)
@@ -214,7 +215,7 @@ class FedKDServer(ServerSide):
         return self.download
 
     def aggregate(self, uploads: list[Upload]) -> None:
-        current = [u for u in uploads if int(u.payload[BASE_VERSION]) == self.version]
+        current = [u for u in uploads if int(scalar(u.payload[BASE_VERSION])) == self.version]
         if not current:
             return
         self.rounds += 1

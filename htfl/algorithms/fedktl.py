@@ -177,6 +177,13 @@ class FedKTLParams:
     server_learning_rate: float = 0.01
     server_batch_size: int = 100
 
+    def __post_init__(self) -> None:
+        # Resolve where the experiment file is read, so the ServerApp (whose working directory
+        # may differ) and the recorded experiment name the same file.
+        if self.generator_path:
+            path = os.path.abspath(os.path.expanduser(self.generator_path))
+            object.__setattr__(self, "generator_path", path)
+
     def problems(self) -> list[str]:
         out = [
             *checks.number_at_least("mu", self.mu, 0),
@@ -195,7 +202,7 @@ class FedKTLParams:
             )
         else:
             try:
-                load_generator(os.path.expanduser(self.generator_path))
+                load_generator(self.generator_path)
             except GeneratorFileError as err:
                 out.append(f"generator_path: {err}")
         return out
@@ -336,7 +343,7 @@ class FedKTLServer(ServerSide):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         p, c = self.params, self.num_classes
-        self.generator = load_generator(os.path.expanduser(p.generator_path))
+        self.generator = load_generator(p.generator_path)
         w_dim = self.generator.w_dim
         self.etf = simplex_etf(c, c, self.seed)
         with torch.random.fork_rng(devices=[]):

@@ -32,8 +32,15 @@ def load_module_payload(module: nn.Module, payload: Payload, prefix: str = "") -
         )
     with torch.no_grad():
         for name, value in own.items():
-            state[name].copy_(torch.from_numpy(np.array(value)).to(state[name].dtype))
+            target = state[name]
+            # reshape: the wire turns a 0-d array (e.g. num_batches_tracked) into shape (1,)
+            target.copy_(torch.from_numpy(np.array(value)).reshape(target.shape).to(target.dtype))
     return True
+
+
+def scalar(value: np.ndarray) -> float:
+    """The number in a one-element array (0-d arrays arrive with shape (1,) after the wire)."""
+    return float(np.asarray(value).reshape(-1)[0])
 
 
 def head_payload(head: nn.Linear, prefix: str = "head.") -> Payload:

@@ -64,9 +64,24 @@ def make_clients(
     return clients
 
 
+def through_the_wire(payload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A payload as the other side reads it: encoded by ``protocol.content``, deflated into
+    Flower's objects and inflated again (0-d arrays, for one, come back with shape (1,))."""
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
+
+    from htfl import protocol
+
+    content = protocol.content(payload=payload)
+    blobs = {oid: obj.deflate() for oid, obj in get_all_nested_objects(content).items()}
+    inflated = inflate_object_from_contents(content.object_id, blobs)
+    return {k: a.numpy() for k, a in inflated["payload"].items()}
+
+
 def run_round(server, clients: list[ClientSide]) -> list[Upload]:
-    """One round as the ServerApp runs it: download, train, upload, aggregate, evaluate."""
-    download = server.global_payload()
+    """One round as the ServerApp runs it: download, train, upload, aggregate, evaluate; every
+    payload goes through Flower's encoding."""
+    download = through_the_wire(server.global_payload())
     uploads = []
     for client in clients:
         client.receive(download)
@@ -75,13 +90,14 @@ def run_round(server, clients: list[ClientSide]) -> list[Upload]:
             Upload(
                 client.shard.client_index,
                 client.shard.num_train,
-                client.upload(),
+                through_the_wire(client.upload()),
                 client.shard.label_counts(),
             )
         )
     server.aggregate(uploads)
+    evaluation = through_the_wire(server.global_payload())
     for client in clients:
-        client.receive(server.global_payload())
+        client.receive(evaluation)
     return uploads
 
 
