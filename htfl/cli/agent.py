@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from htfl.power.config import MeterSpecError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     if args.data_dir:  # where prepared shards are fetched to / synced to (htfl.datasets)
         os.environ["HTFL_DATA_DIR"] = os.path.abspath(args.data_dir)
     options = AgentOptions(

@@ -41,6 +41,11 @@ def exchange(
     result = Exchange(sent_at=time.time())
     ids = list(grid.push_messages(messages))
     node_of = {mid: msg.metadata.dst_node_id for mid, msg in zip(ids, messages, strict=True)}
+    for mid, msg in zip(ids, messages, strict=True):
+        if not mid:  # the SuperLink stores no message for a node that left
+            result.errors[msg.metadata.dst_node_id] = (
+                "the SuperLink refused the message: the node is no longer connected"
+            )
     pending = {mid for mid in ids if mid}
     end = None if deadline_seconds is None else time.monotonic() + deadline_seconds
     while pending:

@@ -124,3 +124,54 @@ def test_a_bad_experiment_file_fails_before_anything_starts(tmp_path: Path) -> N
     assert result.returncode == 2
     assert str(exp) in result.stderr and "algorithm.name" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_device_that_leaves_is_recorded_and_the_rest_go_on(tmp_path: Path) -> None:
+    """An agent stopped mid-experiment: its later rounds are recorded as errors naming why,
+    the other devices finish every round, and nothing already recorded is lost."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        FEDPROTO_3_ARCHS.replace("rounds = 4", "rounds = 8")
+        .replace("deadline_seconds = 120", "deadline_seconds = 20")
+        .replace("min_replies = 3", "min_replies = 1")
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "htfl.cli.main",
+            "run",
+            str(exp),
+            "--local-fleet",
+            "3",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out_dir = tmp_path / "results" / "fedproto-e2e"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (
+        (out_dir / "progress.jsonl").exists()
+        and '"round": 2' in (out_dir / "progress.jsonl").read_text()
+    ):
+        time.sleep(0.3)
+    victims = [
+        p
+        for p in fleet_processes(tmp_path)
+        if "--name" in p.cmdline() and "jetson-nano-01" in p.cmdline()
+    ]
+    assert len(victims) == 1
+    victims[0].terminate()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    rows = read_rows(out_dir)
+    nano = [r for r in rows if r["device"] == "jetson-nano-01"]
+    others = [r for r in rows if r["device"] != "jetson-nano-01"]
+    assert len(rows) == 8 * 3
+    assert all(r["status"] == "ok" for r in others)
+    assert [r["status"] for r in nano[:2]] == ["ok", "ok"]
+    assert nano[-1]["status"] in ("error", "late")
+    assert nano[-1]["status"] == "late" or "no longer connected" in nano[-1]["error"]
