@@ -1,0 +1,35 @@
+"""experiments/har_natural.toml is valid once its shards are prepared where it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from htfl.config.experiment import load_experiment
+from htfl.config.typed import ConfigError
+from htfl.datasets import PartitionSpec, make_loader, write_shards
+from tests.datasets.fixtures import make_har_zip
+
+REPO = Path(__file__).resolve().parents[2]
+HAR_NATURAL = REPO / "experiments" / "har_natural.toml"
+
+
+def test_har_natural_needs_its_prepared_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="data.manifest: .*no such manifest"):
+        load_experiment(HAR_NATURAL)
+    subjects = list(range(1, 31))
+    fx = make_har_zip(
+        tmp_path / "har.zip", {"train": subjects[:21], "test": subjects[21:]}, per_class=1
+    )
+    loaded = make_loader("har", source=fx.path, expected_sha256=fx.sha256).load()
+    manifest = write_shards(loaded, PartitionSpec("natural"), tmp_path / "data" / "har-natural")
+    exp = load_experiment(HAR_NATURAL)
+    assert manifest.num_clients == 30 == exp.devices.count
+    assert exp.data.manifest == str(manifest.path)
+    assert exp.data.shards_sha256 == manifest.content_sha256
+    assert exp.data.delivery == "http"
+    assert {exp.models.arch_for(c) for c in exp.devices.classes} == {"harcnn"}
