@@ -9,6 +9,7 @@ pathological like k dots per column, and Dirichlet like a few big dots per colum
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,15 @@ def plot_label_distribution(
     ax.grid(True, linewidth=0.3, alpha=0.5)
     part = manifest.partition
     detail = ", ".join(f"{k}={v}" for k, v in part.items() if k != "kind")
-    ax.set_title(
-        title
-        or f"{manifest.dataset}: {part['kind']}"
+    heading = title or (
+        f"{manifest.dataset}: {part['kind']}"
         + (f" ({detail})" if detail else "")
-        + f", {clients} clients, seed {manifest.seed}; area = samples (max {int(biggest)})"
+        + f", {clients} clients, seed {manifest.seed}"
+    )
+    heading = textwrap.fill(heading, width=int(width * 12))
+    ax.set_title(
+        f"{heading}\ncircle area = samples of the class on the client (largest: {int(biggest)})",
+        fontsize=10,
     )
     fig.tight_layout()
     out = Path(out)
