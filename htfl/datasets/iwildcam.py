@@ -169,7 +169,10 @@ class IWildCamLoader(ArchiveLoader):
         )
 
     def _decode(self, data: bytes, name: str, file: ResolvedFile) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        try:
+            from PIL import Image, UnidentifiedImageError
+        except ImportError:
+            raise RuntimeError("iWildCam images need pillow: pip install 'htfl[data]'") from None
 
         try:
             with Image.open(io.BytesIO(data)) as img:

@@ -59,7 +59,12 @@ def plot_label_distribution(
     manifest: Manifest, out: str | os.PathLike, *, title: str | None = None
 ) -> Path:
     """Write the bubble plot (PNG) of samples per client and class; return its path."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError(
+            "the label-distribution plot needs matplotlib: pip install 'htfl[data]'"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -149,6 +149,8 @@ class LocalFleet:
                     str(device.exporter_port),
                     "--meter",
                     json.dumps(device.meter),
+                    "--data-dir",
+                    str(self.log_dir / device.name / "data"),
                 ],
                 env,
             )
