@@ -433,3 +433,23 @@ METHOD = Method(
     ),
     summary="ETF-space prototypes; server renders class images with a generator",
 )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m htfl.algorithms.fedktl example-generator PATH``: write the untrained example."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m htfl.algorithms.fedktl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    example = sub.add_parser("example-generator", help="write the untrained example generator")
+    example.add_argument("path", type=Path)
+    example.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    save_generator(example_generator(seed=args.seed), args.path)
+    print(f"wrote {args.path} (untrained: for tests and smoke runs only)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

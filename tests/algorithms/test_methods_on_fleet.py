@@ -77,7 +77,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):
         local.stop()
 
 
-def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float = 180) -> dict:
+def log_tails(fleet: LocalFleet, names: list[str], lines: int = 15) -> str:
+    out = []
+    for name in names:
+        log = fleet.log_dir / f"{name}.log"
+        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+        out.append(f"--- {name}.log\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float = 300) -> dict:
     """Submit like ``htfl run`` does and wait for the ServerApp's end event."""
     exp = load_experiment(path)
     exp = replace(exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True))
@@ -93,7 +102,8 @@ def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float 
                 data = json.loads(summary.read_text())
                 if data.get("status") != "running":
                     return data
-            assert not fleet.check_alive(), f"fleet processes died: {fleet.check_alive()}"
+            dead = fleet.check_alive()
+            assert not dead, f"fleet processes exited: {dead}\n{log_tails(fleet, dead)}"
             time.sleep(0.25)
         control.stop(run_id)
         pytest.fail(f"{exp.id} did not finish within {timeout:.0f} s")
@@ -105,7 +115,9 @@ def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float 
 def test_method_runs_three_rounds_on_the_fleet(fleet, generator_file: Path, name: str) -> None:
     local, root = fleet
     summary = run_experiment(local, experiment_file(root, name, generator_file), root / "results")
-    assert summary["status"] == "finished", summary.get("error")
+    assert summary["status"] == "finished", (
+        f"{summary.get('error')}\n{log_tails(local, ['superlink', *local.procs])}"
+    )
     rows = read_rows(root / "results" / f"fleet-{name}")
     assert sorted((int(r["round"]), int(r["client_index"])) for r in rows) == [
         (rnd, c) for rnd in range(1, ROUNDS + 1) for c in range(len(CLASSES))

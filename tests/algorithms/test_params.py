@@ -128,3 +128,25 @@ def test_the_generator_file_round_trips(tmp_path: Path) -> None:
     z = torch.randn(2, generator.z_dim)
     torch.testing.assert_close(loaded(z), generator.eval()(z))
     assert loaded.synthesis(loaded.mapping(z)).shape == (2, 3, 16, 16)
+
+
+def test_the_benchmark_experiment_files_load_and_match_the_benchmark(generator_file) -> None:
+    import tomllib
+
+    from benchmarks.algorithms import EXPERIMENTS, experiment_text
+    from htfl.config.experiment import experiment_from_dict
+
+    files = sorted(EXPERIMENTS.glob("*.toml"))
+    assert {f.stem for f in files} == set(METHODS)
+    for path in files:
+        assert path.read_text() == experiment_text(path.stem), f"{path}: regenerate it"
+        raw = tomllib.loads(path.read_text())
+        if path.stem == "fedktl":
+            raw["algorithm"]["params"]["generator_path"] = str(generator_file)
+        exp = experiment_from_dict(raw, path)
+        assert exp.devices.count == 20 and exp.data.alpha == 0.1
+
+
+def test_the_example_generator_command(tmp_path: Path) -> None:
+    assert fedktl.main(["example-generator", str(tmp_path / "g" / "example.pt")]) == 0
+    assert fedktl.load_generator(tmp_path / "g" / "example.pt").w_dim == 64
