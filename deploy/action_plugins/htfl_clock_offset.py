@@ -16,6 +16,15 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 
+def _last_timestamp(text: str) -> float | None:
+    """The last line that is a fractional epoch (login shells may print their own lines)."""
+    for line in reversed(text.replace("\r", "\n").splitlines()):
+        line = line.strip()
+        if "." in line and line.replace(".", "", 1).isdigit():
+            return float(line)
+    return None
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("samples",))
@@ -26,12 +35,12 @@ class ActionModule(ActionBase):
         best = None
         for _ in range(max(1, samples)):
             before = time.time()
-            res = self._low_level_execute_command("date +%s.%N")
+            res = self._low_level_execute_command("LC_ALL=C date +%s.%N")
             after = time.time()
-            out = res.get("stdout", "").strip()
-            if res.get("rc") != 0 or "." not in out or "N" in out:
+            out = res.get("stdout", "")
+            device = _last_timestamp(out)
+            if res.get("rc") != 0 or device is None:
                 raise AnsibleActionFail(f"the device's date cannot give sub-second time: {out!r}")
-            device = float(out)
             trip = after - before
             if best is None or trip < best[0]:
                 best = (trip, device - (before + after) / 2)

@@ -9,6 +9,7 @@ when any did, 2 when the run itself could not happen (bad inventory, limit, whee
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=Path("results/deploy"),
         help="where ansible-runner keeps each run's events and output",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the outcome per host (and status/facts records) as JSON",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity")
     p.set_defaults(func=run)
@@ -277,12 +285,38 @@ def _current_build(tree: Path) -> str | None:
     return sha256_of(wheels[-1]) if wheels else None
 
 
+def _write_json(path: Path, result: Any, classes: dict[str, str]) -> None:
+    import json
+    from dataclasses import asdict
+
+    doc = {
+        "playbook": result.playbook,
+        "status": result.status,
+        "rc": result.rc,
+        "seconds": round(result.seconds, 3),
+        "error": result.error,
+        "artifacts": str(result.artifacts),
+        "hosts": {
+            name: {**asdict(h), "outcome": h.outcome, "class": classes.get(name)}
+            for name, h in sorted(result.hosts.items())
+        },
+        "published": result.published,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str))
+
+
 def run(args: argparse.Namespace) -> int:
     from htfl.deploy.paths import DeployTreeError, default_inventory, deploy_dir
     from htfl.deploy.runner import RunnerMissingError, run_playbook
     from htfl.deploy.wheel import WheelBuildError, build_wheel, existing_wheel
     from htfl.inventory import InventoryError, load_inventory
 
+    # ansible-core installs ansible-inventory and ansible-playbook beside this interpreter;
+    # htfl.inventory finds the former on PATH (a venv is often used without activating it).
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     try:
         tree = deploy_dir()
         inventory_path = (args.inventory or default_inventory()).resolve()
@@ -338,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {err}")
         return 2
 
+    if args.json:
+        _write_json(args.json, result, classes)
     console.print(recap_table(result, classes))
     for name in result.bad_hosts:
         for msg in result.hosts[name].messages[-3:]:

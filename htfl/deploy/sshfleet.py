@@ -5,6 +5,11 @@ Each device is one OpenSSH server (Debian's ``sshd``) on its own loopback addres
 so two devices share no files. Ansible reaches them exactly as it reaches a board: ssh with a
 key, host keys checked against a known_hosts file written here.
 
+Ansible logs in as a test admin account (``htfltadmin``, shell /bin/sh, passwordless sudo
+through /etc/sudoers.d/htfl-sshfleet, both removed by :meth:`SshFleet.stop`) and becomes root
+with sudo, as on the boards. (Logging in as root would work too, but root's shell start-up
+here runs pyenv's init for every command Ansible sends.)
+
 The devices are all "lattepanda-delta-3" (the x86-64 class, recipe debian-x86, the one recipe
 this machine can run) with the supervised service mode (no systemd here). To keep provisioning
 fast, torch and flwr are not installed per device: each device's venv is made by Debian's
@@ -12,8 +17,8 @@ fast, torch and flwr are not installed per device: each device's venv is made by
 (symlinks to this interpreter's packages, htfl itself left out) through a ``.pth`` file; the
 htfl wheel is installed into each venv for real.
 
-Needs root (sshd, per-device service accounts, setpriv), Debian's openssh-server and
-python3-venv, and a /usr/bin/python3 of the same minor version as this interpreter.
+Needs root (sshd, accounts, sudoers), Debian's openssh-server, sudo, python3-venv and
+python3-apt, and a /usr/bin/python3 of the same minor version as this interpreter.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import yaml
 from htfl.deploy.paths import deploy_dir
 
 SSHD = "/usr/sbin/sshd"
+ADMIN = "htfltadmin"
+SUDOERS = Path("/etc/sudoers.d/htfl-sshfleet")
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEVICE_CLASS = "lattepanda-delta-3"
 #: Entries of site-packages that the shared site directory leaves out.
@@ -58,6 +65,7 @@ def missing_requirements() -> list[str]:
         ("/usr/bin/ssh-keygen", "openssh-client"),
         (SYSTEM_PYTHON, "python3"),
         ("/usr/bin/setpriv", "util-linux"),
+        ("/usr/bin/sudo", "sudo"),
     ):
         if not Path(path).exists():
             missing.append(f"{path} (apt package {package})")
@@ -87,6 +95,11 @@ def _free_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
         return int(sock.getsockname()[1])
+
+
+def free_loopback_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a SuperLink whose address the inventory names)."""
+    return _free_port("127.0.0.1")
 
 
 def _wait_port(address: str, port: int, proc: subprocess.Popen, timeout: float, log: Path):
@@ -150,8 +163,32 @@ class SshFleet:
             pub = (host.root / "etc" / "ssh_host_ed25519_key.pub").read_text().split()
             known.append(f"[{host.address}]:{host.port} {pub[0]} {pub[1]}")
         (self.base / "known_hosts").write_text("\n".join(known) + "\n")
+        self._admin_account()
         self._shared_site()
         return self
+
+    def _admin_account(self) -> None:
+        home = self.base / "admin-home"
+        if subprocess.run(["id", ADMIN], capture_output=True).returncode != 0:
+            subprocess.run(
+                ["useradd", "--system", "--create-home", "--home-dir", str(home)]
+                + ["--shell", "/bin/sh", ADMIN],
+                check=True,
+            )
+        else:
+            subprocess.run(["usermod", "--home", str(home), ADMIN], check=True)
+            home.mkdir(exist_ok=True)
+            shutil.chown(home, ADMIN, ADMIN)
+        # No password, but not locked: sshd (without PAM) refuses keys for a locked account.
+        subprocess.run(["usermod", "--password", "*", ADMIN], check=True)
+        rule = f"Defaults:{ADMIN} !requiretty\n{ADMIN} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        tmp = SUDOERS.with_suffix(".tmp")
+        tmp.write_text(rule)
+        os.chmod(tmp, 0o440)
+        subprocess.run(["visudo", "-cq", "-f", str(tmp)], check=True)
+        tmp.rename(SUDOERS)
+        for host in self.hosts:  # the admin's authorized_keys, as ~/.ssh/authorized_keys is
+            shutil.chown(host.root / "admin_authorized_keys", ADMIN, ADMIN)
 
     def _start_host(self, i: int) -> SshHost:
         address = f"127.0.0.{10 + i}"
@@ -177,7 +214,7 @@ class SshFleet:
                     f"HostKey {host_key}",
                     f"PidFile {root / 'sshd.pid'}",
                     f"AuthorizedKeysFile {authorized}",
-                    "PermitRootLogin prohibit-password",
+                    "PermitRootLogin no",
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
                     "UsePAM no",
@@ -226,8 +263,8 @@ class SshFleet:
         return {
             "ansible_host": host.address,
             "ansible_port": host.port,
-            "ansible_user": "root",
-            "ansible_become": False,
+            "ansible_user": ADMIN,
+            "ansible_become": True,
             "ansible_python_interpreter": SYSTEM_PYTHON,
             "ansible_ssh_private_key_file": str(self.base / "admin_key"),
             "ansible_ssh_common_args": (
@@ -302,6 +339,18 @@ class SshFleet:
                 found.append((proc.info["pid"], proc.info.get("username") or "?", cmd))
         return found
 
+    def _account_processes(self) -> list[int]:
+        """Processes of this fleet's accounts: agents a failed test left, and the sshd
+        sessions that ssh's ControlPersist keeps open after the sshd listeners are gone."""
+        import psutil
+
+        users = {h.user for h in self.hosts} | {ADMIN}
+        return [
+            p.info["pid"]
+            for p in psutil.process_iter(["pid", "username"])
+            if p.info.get("username") in users
+        ]
+
     def stop(self, remove: bool = True) -> None:
         for pid, _user, _cmd in self.agent_processes():  # a failed test may leave agents
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -314,8 +363,13 @@ class SshFleet:
                 except subprocess.TimeoutExpired:
                     host.proc.kill()
                     host.proc.wait()
-        for host in self.hosts:
-            for cmd in (["userdel", host.user], ["groupdel", host.user]):
+        SUDOERS.unlink(missing_ok=True)
+        for pid in self._account_processes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        for user in [h.user for h in self.hosts] + [ADMIN]:
+            for cmd in (["userdel", "--force", user], ["groupdel", user]):
                 subprocess.run(cmd, capture_output=True)
         if remove and self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -1,20 +1,25 @@
-"""Install the requirements of installed distributions, leaving some out.
+"""Install what the installed distributions require and is missing, leaving some out.
 
-pip has no way to skip one dependency (flwr needs ``uv``, which has no Android build). This
-script installs the named distributions' requirements itself: distributions listed with
-``--no-deps`` are installed without their dependencies and their own requirements are
-expanded in turn; requirements named with ``--skip`` are left out; everything else goes to
-one ordinary ``pip install``, which resolves the rest.
+After the htfl wheel is installed with ``--no-deps``, this walks the requirements of htfl and
+of everything it requires (installed metadata only: no pip, no network) and installs only what
+is missing or too old, with one ordinary ``pip install`` that resolves the rest. Nothing
+missing: pip is not called at all (fast on a re-provision).
 
-    python pip_install_without.py htfl --no-deps=flwr --skip=uv [--pip-arg=...]...
+It can also leave requirements out, which pip cannot (flwr needs ``uv``, which has no Android
+build): distributions named with ``--no-deps`` are installed without their dependencies and
+their requirements are walked in turn; requirements named with ``--skip`` are left out.
 
-Runs on the device with the venv's Python (standard library plus pip's vendored packaging).
+    python pip_install_without.py htfl [--no-deps=flwr] [--skip=uv] [--pip-arg=...]...
+
+Prints one JSON line: {"changed": bool, "no_deps": [...], "installed": [...]}. Runs on the
+device with the venv's Python (standard library plus pip's vendored packaging).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata as metadata
+import json
 import re
 import subprocess
 import sys
@@ -49,7 +54,9 @@ def plan(roots, no_deps, skip, requires, version):
     """(``pip install --no-deps`` list, ordinary ``pip install`` list) for ``roots``.
 
     ``requires(name)`` gives a distribution's requirements (None when it is not installed
-    yet), ``version(name)`` its installed version or None. Pure, for the tests.
+    yet), ``version(name)`` its installed version or None. Installed distributions that
+    satisfy a requirement are walked too, so a hole anywhere below the roots is found. Pure,
+    for the tests.
     """
     no_deps = {canonical(n) for n in no_deps}
     skip = {canonical(n) for n in skip}
@@ -62,15 +69,17 @@ def plan(roots, no_deps, skip, requires, version):
         seen.add(name)
         for req in requires(name) or []:
             dep = canonical(req.name)
-            if dep in skip or dep in seen:
+            if dep in skip:
                 continue
             have = version(dep)
             satisfied = have is not None and req.specifier.contains(have, prereleases=True)
-            if dep in no_deps:
-                if not satisfied:
+            if satisfied:
+                queue.append(dep)
+            elif dep in no_deps:
+                if str(req) not in bare:
                     bare.append(str(req))
                 queue.append(dep)
-            elif not satisfied:
+            elif str(req) not in ordinary:
                 ordinary.append(str(req))
     return bare, ordinary
 
@@ -96,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not bare:
             break
-        subprocess.run([*pip, "--no-deps", *bare], check=True)
+        subprocess.run([*pip, "--no-deps", *bare], check=True, stdout=sys.stderr)
         installed_bare += bare
     if ordinary:
-        subprocess.run([*pip, *ordinary], check=True)
-    print(f"without deps: {installed_bare or 'none'}; resolved by pip: {ordinary or 'none'}")
+        subprocess.run([*pip, *ordinary], check=True, stdout=sys.stderr)
+    changed = bool(installed_bare or ordinary)
+    print(json.dumps({"changed": changed, "no_deps": installed_bare, "installed": ordinary}))
     return 0
 
 
