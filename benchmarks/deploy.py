@@ -61,7 +61,7 @@ def measure(size: int, wheel: Path) -> dict[str, float]:
     try:
         fleet.start()
         inventory = fleet.write_inventory()
-        work = Path(tempfile.mkdtemp(prefix="htfl-deploy-bench-"))
+        work = fleet.base / "bench"  # removed with the fleet
         row: dict[str, float] = {}
         for key in ("provision_1", "provision_2"):
             row[key], outcome = deploy("provision", inventory, work, "--wheel", str(wheel))

@@ -35,7 +35,7 @@ class ActionModule(ActionBase):
         best = None
         for _ in range(max(1, samples)):
             before = time.time()
-            res = self._low_level_execute_command("LC_ALL=C date +%s.%N")
+            res = self._low_level_execute_command("LC_ALL=C date +%s.%N", sudoable=False)
             after = time.time()
             out = res.get("stdout", "")
             device = _last_timestamp(out)

@@ -378,9 +378,9 @@ def run(args: argparse.Namespace) -> int:
     for name in result.bad_hosts:
         for msg in result.hosts[name].messages[-3:]:
             console.print(f"[red]{name}[/red]: {msg}", markup=True)
-    if args.action == "status":
+    if args.action in ("status", "start", "update") and result.published:
         console.print(status_table(result.published, _current_build(tree)))
-    if args.action == "facts":
+    if args.action == "facts" and result.published:
         console.print(facts_table(result.published))
     if logs_dest is not None:
         console.print(f"logs in {logs_dest}/<host>/agent.log")

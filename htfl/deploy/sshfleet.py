@@ -5,8 +5,9 @@ Each device is one OpenSSH server (Debian's ``sshd``) on its own loopback addres
 so two devices share no files. Ansible reaches them exactly as it reaches a board: ssh with a
 key, host keys checked against a known_hosts file written here.
 
-Ansible logs in as a test admin account (``htfltadmin``, shell /bin/sh, passwordless sudo
-through /etc/sudoers.d/htfl-sshfleet, both removed by :meth:`SshFleet.stop`) and becomes root
+Ansible logs in as a test admin account (``htfl<tag>a``, shell /bin/sh, passwordless sudo
+through /etc/sudoers.d/htfl-sshfleet-<tag>; the device accounts are ``htfl<tag>1``, ... ; the
+tag is random per fleet, and :meth:`SshFleet.stop` removes them all) and becomes root
 with sudo, as on the boards. (Logging in as root would work too, but root's shell start-up
 here runs pyenv's init for every command Ansible sends.)
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,8 +44,6 @@ import yaml
 from htfl.deploy.paths import deploy_dir
 
 SSHD = "/usr/sbin/sshd"
-ADMIN = "htfltadmin"
-SUDOERS = Path("/etc/sudoers.d/htfl-sshfleet")
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEVICE_CLASS = "lattepanda-delta-3"
 #: Entries of site-packages that the shared site directory leaves out.
@@ -137,9 +137,17 @@ class SshFleet:
     superlink: str = "127.0.0.1:9"
     base: Path | None = None
     name_prefix: str = "panda-t"
-    user_prefix: str = "htflt"
+    tag: str = field(default_factory=lambda: secrets.token_hex(2))
     hosts: list[SshHost] = field(default_factory=list)
     _users_made: list[str] = field(default_factory=list)
+
+    @property
+    def admin(self) -> str:
+        return f"htfl{self.tag}a"
+
+    @property
+    def sudoers(self) -> Path:
+        return Path(f"/etc/sudoers.d/htfl-sshfleet-{self.tag}")
 
     # -- setup ---------------------------------------------------------------------------
     def start(self) -> SshFleet:
@@ -169,26 +177,26 @@ class SshFleet:
 
     def _admin_account(self) -> None:
         home = self.base / "admin-home"
-        if subprocess.run(["id", ADMIN], capture_output=True).returncode != 0:
+        if subprocess.run(["id", self.admin], capture_output=True).returncode != 0:
             subprocess.run(
                 ["useradd", "--system", "--create-home", "--home-dir", str(home)]
-                + ["--shell", "/bin/sh", ADMIN],
+                + ["--shell", "/bin/sh", self.admin],
                 check=True,
             )
         else:
-            subprocess.run(["usermod", "--home", str(home), ADMIN], check=True)
+            subprocess.run(["usermod", "--home", str(home), self.admin], check=True)
             home.mkdir(exist_ok=True)
-            shutil.chown(home, ADMIN, ADMIN)
+            shutil.chown(home, self.admin, self.admin)
         # No password, but not locked: sshd (without PAM) refuses keys for a locked account.
-        subprocess.run(["usermod", "--password", "*", ADMIN], check=True)
-        rule = f"Defaults:{ADMIN} !requiretty\n{ADMIN} ALL=(ALL:ALL) NOPASSWD: ALL\n"
-        tmp = SUDOERS.with_suffix(".tmp")
+        subprocess.run(["usermod", "--password", "*", self.admin], check=True)
+        rule = f"Defaults:{self.admin} !requiretty\n{self.admin} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        tmp = self.sudoers.with_suffix(".tmp")
         tmp.write_text(rule)
         os.chmod(tmp, 0o440)
         subprocess.run(["visudo", "-cq", "-f", str(tmp)], check=True)
-        tmp.rename(SUDOERS)
+        tmp.rename(self.sudoers)
         for host in self.hosts:  # the admin's authorized_keys, as ~/.ssh/authorized_keys is
-            shutil.chown(host.root / "admin_authorized_keys", ADMIN, ADMIN)
+            shutil.chown(host.root / "admin_authorized_keys", self.admin, self.admin)
 
     def _start_host(self, i: int) -> SshHost:
         address = f"127.0.0.{10 + i}"
@@ -240,7 +248,7 @@ class SshFleet:
             name=f"{self.name_prefix}{i}",
             address=address,
             port=port,
-            user=f"{self.user_prefix}{i}",
+            user=f"htfl{self.tag}{i}",
             root=root,
             exporter_port=_free_port("127.0.0.1"),
             proc=proc,
@@ -263,7 +271,7 @@ class SshFleet:
         return {
             "ansible_host": host.address,
             "ansible_port": host.port,
-            "ansible_user": ADMIN,
+            "ansible_user": self.admin,
             "ansible_become": True,
             "ansible_python_interpreter": SYSTEM_PYTHON,
             "ansible_ssh_private_key_file": str(self.base / "admin_key"),
@@ -344,7 +352,7 @@ class SshFleet:
         sessions that ssh's ControlPersist keeps open after the sshd listeners are gone."""
         import psutil
 
-        users = {h.user for h in self.hosts} | {ADMIN}
+        users = {h.user for h in self.hosts} | {self.admin}
         return [
             p.info["pid"]
             for p in psutil.process_iter(["pid", "username"])
@@ -363,12 +371,12 @@ class SshFleet:
                 except subprocess.TimeoutExpired:
                     host.proc.kill()
                     host.proc.wait()
-        SUDOERS.unlink(missing_ok=True)
+        self.sudoers.unlink(missing_ok=True)
         for pid in self._account_processes():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
-        for user in [h.user for h in self.hosts] + [ADMIN]:
+        for user in [h.user for h in self.hosts] + [self.admin]:
             for cmd in (["userdel", "--force", user], ["groupdel", user]):
                 subprocess.run(cmd, capture_output=True)
         if remove and self.base is not None:
