@@ -22,6 +22,7 @@ Modules a method adds on the device (a shared model, a projector) are registered
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from htfl.datasets.torch_data import to_loader
 from htfl.models import SplitModel, build_model
 
 Payload = dict[str, np.ndarray]
+
+log = logging.getLogger(__name__)
 
 #: The input shape assumed by ``declared_upload_bytes`` when the caller gives none: the built-in
 #: digits dataset. Only methods that upload a model of their own depend on it.
@@ -230,14 +233,35 @@ class ServerSide(ABC):
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.seed = seed
+        self.rejected: list[tuple[int, str]] = []
 
     @abstractmethod
     def global_payload(self) -> Payload:
         """The global knowledge sent to every client at the start of a round."""
 
-    @abstractmethod
     def aggregate(self, uploads: list[Upload]) -> None:
-        """Update the server state from this round's uploads."""
+        """Update the server state from this round's uploads.
+
+        An upload with a NaN or infinite number is set aside (``self.rejected`` says whose and
+        why): one diverged device must not poison the global knowledge of all the others.
+        """
+        kept, self.rejected = [], []
+        for upload in uploads:
+            bad = [
+                name
+                for name, value in upload.payload.items()
+                if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all()
+            ]
+            if bad:
+                self.rejected.append((upload.client_index, f"non-finite arrays: {bad[:5]}"))
+                log.warning("client %d: upload set aside, non-finite %s", upload.client_index, bad)
+            else:
+                kept.append(upload)
+        self.merge(kept)
+
+    @abstractmethod
+    def merge(self, uploads: list[Upload]) -> None:
+        """The method's own update from the (finite) uploads of a round; may be empty."""
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class FDServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.knowledge
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             self.knowledge = global_logits(uploads, self.num_classes)
 

@@ -29,7 +29,7 @@ class FedAvgServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.global_model
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             self.global_model = weighted_average(
                 [u.payload for u in uploads], [u.num_samples for u in uploads]

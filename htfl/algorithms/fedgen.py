@@ -194,11 +194,11 @@ class FedGenServer(HeadAveragingServer):
         self.generator.eval()
         self.trained = True
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if not uploads:
             return
         self.train_generator(uploads)
-        super().aggregate(uploads)
+        super().merge(uploads)
 
 
 METHOD = Method(

@@ -79,7 +79,7 @@ class FedGHServer(ServerSide):
     def global_payload(self) -> Payload:
         return head_payload(self.head, HEAD)
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         protos, labels = prototypes.prototype_pairs(uploads)
         if len(labels) == 0:
             return

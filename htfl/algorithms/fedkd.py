@@ -214,7 +214,7 @@ class FedKDServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.download
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         current = [u for u in uploads if int(scalar(u.payload[BASE_VERSION])) == self.version]
         if not current:
             return

@@ -411,7 +411,7 @@ class FedKTLServer(ServerSide):
             PRESENT: self.present.copy(),
         }
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         protos, labels = prototypes.prototype_pairs(uploads)
         if len(labels) < 2:
             return

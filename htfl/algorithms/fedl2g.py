@@ -172,7 +172,7 @@ class FedL2GServer(ServerSide):
     def global_payload(self) -> Payload:
         return {GUIDES: self.guides}
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             p = self.params
             self.guides = guide_step(self.guides, uploads, p.server_learning_rate, p.max_grad_norm)

@@ -62,7 +62,7 @@ class FedProtoServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.global_protos
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             self.global_protos = prototypes.weighted_prototypes(
                 uploads, self.num_classes, self.feature_dim

@@ -116,7 +116,7 @@ class FedTGPServer(ServerSide):
     def global_payload(self) -> Payload:
         return self._payload
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if not uploads:
             return
         self.margin = adaptive_margin(

@@ -42,7 +42,7 @@ class HeadAveragingServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.head
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             heads = [{k: u.payload[k] for k in self.head} for u in uploads]
             self.head = weighted_average(heads, [u.num_samples for u in uploads])

@@ -14,7 +14,7 @@ class LocalServer(ServerSide):
     def global_payload(self) -> Payload:
         return {}
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         return None
 
 

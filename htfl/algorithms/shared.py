@@ -26,7 +26,7 @@ class SharedModelServer(ServerSide):
     def global_payload(self) -> Payload:
         return self.shared
 
-    def aggregate(self, uploads: list[Upload]) -> None:
+    def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             self.shared = weighted_average(
                 [u.payload for u in uploads], [u.num_samples for u in uploads]

@@ -251,3 +251,16 @@ def test_ktl_centroids_are_class_means_and_unseen_classes_keep_theirs() -> None:
 def test_weighted_average_keeps_integer_dtypes() -> None:
     out = weighted_average([{"n": np.array(4, np.int64)}, {"n": np.array(8, np.int64)}], [1, 1])
     assert out["n"].dtype == np.int64 and int(out["n"]) == 6
+
+
+@pytest.mark.parametrize("name", ["fedproto", "fd", "lg_fedavg"])
+def test_a_non_finite_upload_is_set_aside(name: str) -> None:
+    method = get_method(name)
+    server = method.server(method.params(), 2, 2, seed=0)
+    keys = {"fedproto": ("prototypes", "counts"), "fd": ("logits", "counts")}
+    first, second = keys.get(name, ("head.weight", "head.bias"))
+    good = up(0, {first: [[1.0, 2.0], [3.0, 4.0]], second: [1.0, 1.0]}, 1)
+    bad = up(3, {first: [[np.nan, 2.0], [3.0, 4.0]], second: [1.0, 1.0]}, 5)
+    server.aggregate([good, bad])
+    assert [index for index, _ in server.rejected] == [3]
+    np.testing.assert_allclose(server.global_payload()[first], [[1.0, 2.0], [3.0, 4.0]])
