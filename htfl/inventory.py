@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def _host_from_vars(name: str, hv: dict[str, Any], source: str) -> Host | None:
 
 def _hostvars_with_ansible(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
     out = subprocess.run(
-        ["ansible-inventory", "-i", str(path), "--list"],
+        [_ansible_inventory() or "ansible-inventory", "-i", str(path), "--list"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -93,6 +94,12 @@ def _hostvars_with_ansible(path: Path) -> tuple[dict[str, dict], dict[str, Any]]
     for host in _ansible_hosts(data):
         hostvars.setdefault(host, {})
     return hostvars, all_vars
+
+
+def _ansible_inventory() -> str | None:
+    """ansible-inventory on PATH, or beside this Python (a venv that is not activated)."""
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    return shutil.which("ansible-inventory") or (str(beside) if beside.exists() else None)
 
 
 def _ansible_hosts(data: dict[str, Any]) -> list[str]:
@@ -136,7 +143,7 @@ def read_hostvars(
     if not path.exists():
         raise InventoryError(f"{path}: inventory file not found")
     if use_ansible is None:
-        use_ansible = shutil.which("ansible-inventory") is not None
+        use_ansible = _ansible_inventory() is not None
     reader = _hostvars_with_ansible if use_ansible else _hostvars_from_yaml
     return reader(path)
 
