@@ -149,8 +149,9 @@ class LocalFleet:
                     str(device.exporter_port),
                     "--meter",
                     json.dumps(device.meter),
+                    # each device its own data dir, unless HTFL_DATA_DIR names a shared one
                     "--data-dir",
-                    str(self.log_dir / device.name / "data"),
+                    env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),
                 ],
                 env,
             )
