@@ -1,20 +1,25 @@
 """Accuracy of every method on one partition, through the real local fleet.
 
-Runs ``experiments/algorithms/<method>.toml`` for every registered method, one after the other,
-on ONE local fleet (a SuperLink and 20 agents as processes, started once): digits, Dirichlet
-alpha = 0.1 over 20 clients, seed 0, five architectures (cnn4, resnet4, resnet6, resnet8,
-mobilenet_v2 at d = 64; FedAvg, being homogeneous, trains cnn4 everywhere). Each experiment is
+Runs ``experiments/algorithms/<entry>.toml`` for every registered method (and the variants in
+``VARIANTS``), one after the other, on ONE local fleet (a SuperLink and 20 agents as processes,
+started once): digits, Dirichlet alpha = 0.1 over 20 clients, seed 0, four architectures (cnn4,
+resnet4, resnet6, resnet8, five clients each, d = 64; FedAvg, being homogeneous, trains cnn4
+everywhere), SGD lr 0.05 with momentum 0.9, batch 10, one local epoch. Each experiment is
 submitted through Flower's Control API exactly as ``htfl run`` does, and its results land in
-``<results>/<experiment id>/``. Prints one table: final and best sample-weighted mean test
-accuracy, mean bytes per client per round (up and down, as ``protocol.content_bytes`` measures
-them), and wall time.
+``<results>/<stamp>/<experiment id>/``. Prints one table: the sample-weighted mean test
+accuracy after the last round, its mean over the last five rounds and its best, mean bytes per
+client per round (up and down, as ``protocol.content_bytes`` measures them), and wall time.
+
+mobilenet_v2 is left out: on 8x8 digits its last stages run at 1x1, BatchNorm sees ~10 values
+per channel per batch, and a client's eval-mode features reached norms of ~1000 (others: 1-10),
+which wrecked every average it took part in (see docs/algorithms.md).
 
 FedKTL needs a generator file: unless ``--generator`` names one, the untrained example
 generator is written to ``<results>/example-generator.pt`` (no pre-trained weights can be
 downloaded here, so FedKTL's knowledge transfer is only exercised, not effective).
 
 Usage:
-    python benchmarks/algorithms.py [--rounds 40] [--methods fd,fedproto,...]
+    python benchmarks/algorithms.py [--rounds 50] [--methods fd,fedproto,...]
         [--results results/bench-algorithms] [--write-experiments]
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -39,39 +45,45 @@ from htfl.server.submit import SuperLinkControl  # noqa: E402
 from htfl.sim.local_fleet import LocalFleet, expand_selection  # noqa: E402
 
 EXPERIMENTS = ROOT / "experiments" / "algorithms"
-CLASSES = {
-    "jetson-nano": 4,
-    "orange-pi-5b": 4,
-    "jetson-orin-nano": 4,
-    "jetson-xavier-nx": 4,
-    "lattepanda-delta-3": 4,
-}
+CLASSES = {"jetson-nano": 5, "orange-pi-5b": 5, "jetson-orin-nano": 5, "jetson-xavier-nx": 5}
 ARCHS = {
     "jetson-nano": "cnn4",
     "orange-pi-5b": "resnet4",
     "jetson-orin-nano": "resnet6",
     "jetson-xavier-nx": "resnet8",
-    "lattepanda-delta-3": "mobilenet_v2",
 }
-#: Method parameters that differ from the module defaults, and why.
+#: Method parameters that differ from the module defaults.
 PARAMS: dict[str, dict] = {
-    "fedtgp": {"lamda": 1.0},  # as experiments/quickstart.toml
     "fedktl": {"generator_path": "results/bench-algorithms/example-generator.pt"},
 }
-ROUNDS = 40
+#: Extra entries: name -> (method, parameters). FedTGP's margin cap tau = 100 is far above this
+#: federation's feature scale (class gaps of 1-10 at d = 64), so its adaptive margin feeds back
+#: into the feature norms round after round; tau = 5 bounds it (see docs/algorithms.md).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "fedtgp-tau5": ("fedtgp", {"lamda": 1.0, "tau": 5.0}),
+}
+ROUNDS = 50
 
 
-def experiment_text(name: str) -> str:
-    """The experiment file of one method (what --write-experiments writes)."""
+def entries() -> list[str]:
+    return sorted([*METHODS, *VARIANTS])
+
+
+def method_of(entry: str) -> tuple[str, dict]:
+    return VARIANTS.get(entry, (entry, PARAMS.get(entry, {})))
+
+
+def experiment_text(entry: str) -> str:
+    """The experiment file of one entry (what --write-experiments writes)."""
+    name, params = method_of(entry)
     homogeneous = METHODS[name].homogeneous
     archs = {c: "cnn4" for c in CLASSES} if homogeneous else ARCHS
-    params = PARAMS.get(name, {})
     lines = [
-        f"# {name} on the accuracy benchmark's split (benchmarks/algorithms.py).",
-        "# digits, Dirichlet alpha 0.1 over 20 clients, 5 architectures"
+        f"# {entry} on the accuracy benchmark's split (benchmarks/algorithms.py).",
+        "# digits, Dirichlet alpha 0.1 over 20 clients, 4 architectures"
         + (" (FedAvg: cnn4 everywhere)." if homogeneous else "."),
         "[experiment]",
-        f'id = "bench-{name}"',
+        f'id = "bench-{entry}"',
         f"rounds = {ROUNDS}",
         "seed = 0",
         "eval_every = 1",
@@ -107,17 +119,17 @@ def experiment_text(name: str) -> str:
 
 def write_experiments() -> None:
     EXPERIMENTS.mkdir(parents=True, exist_ok=True)
-    for name in sorted(METHODS):
-        (EXPERIMENTS / f"{name}.toml").write_text(experiment_text(name))
-        print(f"wrote {EXPERIMENTS / name}.toml")
+    for entry in entries():
+        (EXPERIMENTS / f"{entry}.toml").write_text(experiment_text(entry))
+        print(f"wrote {EXPERIMENTS / entry}.toml")
 
 
-def load(name: str, rounds: int | None, generator: Path):
-    path = EXPERIMENTS / f"{name}.toml"
+def load(entry: str, rounds: int | None, generator: Path):
+    path = EXPERIMENTS / f"{entry}.toml"
     raw = tomllib.loads(path.read_text())
     if rounds is not None:
         raw["experiment"]["rounds"] = rounds
-    if name == "fedktl":
+    if method_of(entry)[0] == "fedktl":
         raw["algorithm"]["params"]["generator_path"] = str(generator)
     return experiment_from_dict(raw, path)
 
@@ -160,7 +172,9 @@ def summarise(name: str, out: Path, summary: dict) -> dict:
         "status": summary.get("status"),
         "error": summary.get("error"),
         "rounds": len(by_round),
+        "accuracy": accuracies,
         "final": accuracies[-1] if accuracies else None,
+        "last5": sum(accuracies[-5:]) / len(accuracies[-5:]) if accuracies else None,
         "best": max(accuracies) if accuracies else None,
         "up": mean_int(rows, "bytes_up"),
         "down": mean_int(rows, "bytes_down"),
@@ -172,26 +186,29 @@ def print_table(results: list[dict], rounds: int) -> None:
     print()
     print(
         f"# digits, Dirichlet 0.1, 20 clients, {rounds} rounds; "
-        f"{platform.machine()}, {platform.python_version()}"
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print()
-    print("| method | final acc | best acc | up B/client/round | down B/client/round | wall s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| method | final acc | last-5 mean | best acc | up B/client/round "
+        "| down B/client/round | wall s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         if r["final"] is None:
-            print(f"| {r['method']} | failed: {r['error']} | | | | |")
+            print(f"| {r['method']} | failed: {r['error']} | | | | | |")
             continue
         wall = f"{r['wall']:.0f}" if r["wall"] else "-"
         print(
-            f"| {r['method']} | {r['final']:.4f} | {r['best']:.4f} | {r['up']:,.0f} | "
-            f"{r['down']:,.0f} | {wall} |"
+            f"| {r['method']} | {r['final']:.4f} | {r['last5']:.4f} | {r['best']:.4f} | "
+            f"{r['up']:,.0f} | {r['down']:,.0f} | {wall} |"
         )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="override the files' rounds")
-    parser.add_argument("--methods", default=",".join(sorted(METHODS)))
+    parser.add_argument("--methods", default=",".join(entries()), help="entries, comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "bench-algorithms")
     parser.add_argument("--generator", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per method, seconds")
@@ -201,7 +218,7 @@ def main() -> int:
         write_experiments()
         return 0
     names = [n for n in args.methods.split(",") if n]
-    unknown = [n for n in names if n not in METHODS]
+    unknown = [n for n in names if n not in entries()]
     if unknown:
         parser.error(f"unknown methods: {unknown}")
     results_root = args.results.resolve()
