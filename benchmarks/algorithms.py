@@ -19,7 +19,7 @@ generator is written to ``<results>/example-generator.pt`` (no pre-trained weigh
 downloaded here, so FedKTL's knowledge transfer is only exercised, not effective).
 
 Usage:
-    python benchmarks/algorithms.py [--rounds 50] [--methods fd,fedproto,...]
+    python benchmarks/algorithms.py [--rounds 40] [--methods fd,fedproto,...]
         [--results results/bench-algorithms] [--write-experiments]
 """
 
@@ -62,7 +62,7 @@ PARAMS: dict[str, dict] = {
 VARIANTS: dict[str, tuple[str, dict]] = {
     "fedtgp-tau5": ("fedtgp", {"lamda": 1.0, "tau": 5.0}),
 }
-ROUNDS = 50
+ROUNDS = 40
 
 
 def entries() -> list[str]:
@@ -229,25 +229,42 @@ def main() -> int:
     if generator is None:
         generator = results_root / "example-generator.pt"
         fedktl.save_generator(fedktl.example_generator(seed=0), generator)
-    fleet = LocalFleet(expand_selection(CLASSES), run_root / "fleet-logs")
-    results = []
-    try:
+    fleets = 0
+
+    def new_fleet() -> LocalFleet:
+        nonlocal fleets
+        fleets += 1
+        fleet = LocalFleet(expand_selection(CLASSES), run_root / f"fleet-logs-{fleets}")
         fleet.start()
+        return fleet
+
+    results = []
+    fleet = new_fleet()
+    try:
         for name in names:
-            exp = load(name, args.rounds, generator.resolve())
-            exp = replace(
-                exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
-            )
-            out = run_root / exp.id
-            out.mkdir(parents=True)
-            control = SuperLinkControl(exp)
-            try:
-                started = time.time()
-                control.submit(exp, out)
-                summary = wait(out, fleet, args.timeout)
-            finally:
-                control.close()
+            for attempt in range(1, 4):
+                exp = load(name, args.rounds, generator.resolve())
+                exp = replace(
+                    exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
+                )
+                out = run_root / (exp.id if attempt == 1 else f"{exp.id}-attempt{attempt}")
+                out.mkdir(parents=True)
+                control = SuperLinkControl(exp)
+                try:
+                    started = time.time()
+                    control.submit(exp, out)
+                    summary = wait(out, fleet, args.timeout)
+                finally:
+                    control.close()
+                lost = str(summary.get("error") or "").startswith("fleet processes exited")
+                if not lost:
+                    break
+                # An agent died (see docs/algorithms.md): a fresh fleet, and the method again.
+                print(f"{name}: {summary['error']}; restarting the fleet", flush=True)
+                fleet.stop()
+                fleet = new_fleet()
             row = summarise(name, out, summary)
+            row["attempts"] = attempt
             results.append(row)
             final = "-" if row["final"] is None else f"{row['final']:.4f}"
             print(
@@ -258,6 +275,9 @@ def main() -> int:
     finally:
         fleet.stop()
     print_table(results, args.rounds or ROUNDS)
+    retried = [r["method"] for r in results if r["attempts"] > 1]
+    if retried:
+        print(f"\nrerun on a fresh fleet after an agent exited: {', '.join(retried)}")
     print(f"\nresults: {run_root}")
     return 0
 
