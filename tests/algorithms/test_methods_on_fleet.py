@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,16 +68,36 @@ def experiment_file(directory: Path, name: str, generator: Path) -> Path:
     return path
 
 
+class Fleet:
+    """One SuperLink and three agents, shared by every method; replaced if an agent exits."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.starts = 0
+        self.local = self._start()
+
+    def _start(self) -> LocalFleet:
+        self.starts += 1
+        local = LocalFleet(expand_selection(CLASSES), self.root / f"fleet-logs-{self.starts}")
+        local.start()
+        return local
+
+    def restart(self) -> None:
+        self.local.stop()
+        self.local = self._start()
+
+
+class AgentExited(Exception):
+    pass
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory):
-    """One SuperLink and three agents for every method in this module."""
-    root = tmp_path_factory.mktemp("fleet")
-    local = LocalFleet(expand_selection(CLASSES), root / "fleet-logs")
-    local.start()
+    shared = Fleet(tmp_path_factory.mktemp("fleet"))
     try:
-        yield local, root
+        yield shared
     finally:
-        local.stop()
+        shared.local.stop()
 
 
 def log_tails(fleet: LocalFleet, names: list[str], lines: int = 15) -> str:
@@ -104,8 +125,8 @@ def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float 
                 data = json.loads(summary.read_text())
                 if data.get("status") != "running":
                     return data
-            dead = fleet.check_alive()
-            assert not dead, f"fleet processes exited: {dead}\n{log_tails(fleet, dead)}"
+            if dead := fleet.check_alive():
+                raise AgentExited(f"fleet processes exited: {dead}\n{log_tails(fleet, dead)}")
             time.sleep(0.25)
         control.stop(run_id)
         pytest.fail(f"{exp.id} did not finish within {timeout:.0f} s")
@@ -115,12 +136,23 @@ def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_runs_three_rounds_on_the_fleet(fleet, generator_file: Path, name: str) -> None:
-    local, root = fleet
-    summary = run_experiment(local, experiment_file(root, name, generator_file), root / "results")
+    path = experiment_file(fleet.root, name, generator_file)
+    try:
+        results = fleet.root / "results"
+        summary = run_experiment(fleet.local, path, results)
+    except AgentExited as err:
+        # An agent can die of a heartbeat/token race in the device agent (not in the methods;
+        # reported): note it, and run the method once more on a fresh fleet.
+        first_line = str(err).splitlines()[0]
+        warnings.warn(f"{name}: {first_line}; retrying on a fresh fleet", stacklevel=1)
+        fleet.restart()
+        results = fleet.root / f"results-retry-{fleet.starts}"
+        summary = run_experiment(fleet.local, path, results)
+    local = fleet.local
     assert summary["status"] == "finished", (
         f"{summary.get('error')}\n{log_tails(local, ['superlink', *local.procs])}"
     )
-    rows = read_rows(root / "results" / f"fleet-{name}")
+    rows = read_rows(results / f"fleet-{name}")
     assert sorted((int(r["round"]), int(r["client_index"])) for r in rows) == [
         (rnd, c) for rnd in range(1, ROUNDS + 1) for c in range(len(CLASSES))
     ]
