@@ -79,12 +79,17 @@ AGENT_BOOT = (
 )
 
 
+#: Seconds between an agent's SuperLink polls during an experiment (the agent's default, 50 ms,
+#: is for a few devices: 20 agents polling at 20 Hz kept both cores busy and a round took ~50 s).
+POLL_SECONDS = 0.5
+
+
 class BenchFleet(LocalFleet):
-    """A local fleet whose agents start with :data:`AGENT_BOOT`."""
+    """A local fleet whose agents start with :data:`AGENT_BOOT` and poll every 0.5 s."""
 
     def _spawn(self, name, argv, env):
         if argv[1:4] == ["-m", "htfl.cli.main", "agent"]:
-            argv = [argv[0], "-c", AGENT_BOOT, *argv[3:]]
+            argv = [argv[0], "-c", AGENT_BOOT, *argv[3:], "--poll-interval", str(POLL_SECONDS)]
         return super()._spawn(name, argv, env)
 
 
