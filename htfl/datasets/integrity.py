@@ -13,6 +13,7 @@ for files of a few MB to a few GB, and devices (Jetson, Termux phones) need noth
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -180,7 +181,38 @@ def download(
       :class:`ChecksumError` raised; on success it is renamed to ``dest``.
 
     ``expected=None`` accepts any content (the caller verifies some other way).
+
+    Two processes fetching the same ``dest`` (two agents sharing a data directory) take turns
+    on a lock on its directory: the second finds the first one's verified file and fetches nothing.
     """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        return _download(urls, dest, expected, attempts, timeout, backoff)
+
+
+@contextlib.contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``dest``'s directory (released if the process dies).
+
+    Locking the directory rather than a lock file beside ``dest`` leaves nothing behind.
+    """
+    fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _download(
+    urls: str | Sequence[str],
+    dest: Path,
+    expected: Sequence[Checksum] | Checksum | None,
+    attempts: int,
+    timeout: float,
+    backoff: float,
+) -> DownloadResult:
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
         raise ValueError("download needs at least one URL")
@@ -191,8 +223,6 @@ def download(
         if isinstance(expected, Checksum)
         else tuple(expected)
     )
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         try:
             return DownloadResult(dest, 0, 0, True, verify_file(dest, wanted))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
+        time.sleep(server.delay)
         if server.cut_after is not None:  # send part of the body, then drop the connection
             cut, server.cut_after = server.cut_after, None
             self.wfile.write(body[:cut])
@@ -53,6 +55,7 @@ def file_server(root: Path, *, ranges: bool = True) -> Iterator[http.server.HTTP
     server.ranges = ranges
     server.cut_after = None
     server.sent = 0
+    server.delay = 0.0  # seconds before each body: keeps concurrent downloads overlapping
     server.url = f"http://127.0.0.1:{server.server_address[1]}/"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -72,6 +73,41 @@ def test_download_verifies_then_caches(tmp_path: Path) -> None:
         assert len(srv.log) == 1  # the second call found the verified file
     assert first.bytes_downloaded == len(PAYLOAD) and not first.cached
     assert again.cached and again.bytes_downloaded == 0
+    assert dest.read_bytes() == PAYLOAD
+    assert tree(dest.parent) == ["f.bin"]
+
+
+def _download_in_child(url: str, dest: str, sha: str, results) -> None:
+    try:
+        result = download(url, dest, Checksum("sha256", sha))
+        results.put(("ok", result.cached))
+    except Exception as err:  # reported to the parent, which asserts on it
+        results.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def test_two_processes_downloading_one_file_take_turns(tmp_path: Path) -> None:
+    """Two agents sharing a data dir: one fetches, the other waits and finds the file."""
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "f.bin").write_bytes(PAYLOAD)
+    dest = tmp_path / "dl" / "f.bin"
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    with file_server(tmp_path / "srv") as srv:
+        srv.delay = 0.5  # the first transfer is still under way when the second one starts
+        procs = [
+            ctx.Process(
+                target=_download_in_child,
+                args=(srv.url + "f.bin", str(dest), _sha(PAYLOAD).hex, results),
+            )
+            for _ in range(2)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes = sorted(results.get(timeout=30) for _ in procs)
+        for proc in procs:
+            proc.join(10)
+        assert outcomes == [("ok", False), ("ok", True)]  # one fetched, one found it cached
+        assert len(srv.log) == 1
     assert dest.read_bytes() == PAYLOAD
     assert tree(dest.parent) == ["f.bin"]
 
