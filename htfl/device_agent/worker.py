@@ -160,10 +160,13 @@ class RuntimeWorker:
             log.exception("runtime API exchange failed")
             details = f"{type(err).__name__}: {err}"
         finally:
-            push_task_output(client=client, context=context, sub_status=status, details=details)
-            self.pacer.reply_pushed.set()
-            self._idle_since = time.time()
+            # The heartbeat must be stopped *before* push_task_output: that call invalidates
+            # the task token, and a heartbeat sent with a dead token gets HTTP 401, which
+            # Flower's retry handler answers by sending this process SIGINT.
             heartbeat_timer.cancel()
             heartbeat_timer.join()  # a start() already under way finishes before we stop it
             if heartbeat.is_running:
                 heartbeat.stop()
+            push_task_output(client=client, context=context, sub_status=status, details=details)
+            self.pacer.reply_pushed.set()
+            self._idle_since = time.time()
