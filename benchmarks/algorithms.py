@@ -65,33 +65,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 ROUNDS = 40
 
-#: Workaround, this benchmark only, for an agent bug (reported; htfl/device_agent/worker.py is
-#: not ours to change): a task longer than ``HEARTBEAT_AFTER_SECONDS`` (5 s) starts Flower's task
-#: heartbeat, which the worker stops only *after* ``push_task_output`` has invalidated the task
-#: token; a heartbeat sent in between gets HTTP 401 and Flower's retry handler answers with
-#: SIGINT, so the agent shuts down. With 20 agents on 2 cores most tasks exceed 5 s and agents
-#: died within minutes. Agents here start heartbeats after 45 s instead (Flower expires a task
-#: without heartbeats after 60 s), which keeps them out of the race.
-AGENT_BOOT = (
-    "import sys; import htfl.device_agent.worker as worker; "
-    "worker.HEARTBEAT_AFTER_SECONDS = 45.0; "
-    "from htfl.cli.main import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
-#: Seconds between an agent's SuperLink polls during an experiment (the agent's default, 50 ms,
-#: is for a few devices: 20 agents polling at 20 Hz kept both cores busy and a round took ~50 s).
-POLL_SECONDS = 0.5
-
-
-class BenchFleet(LocalFleet):
-    """A local fleet whose agents start with :data:`AGENT_BOOT` and poll every 0.5 s."""
-
-    def _spawn(self, name, argv, env):
-        if argv[1:4] == ["-m", "htfl.cli.main", "agent"]:
-            argv = [argv[0], "-c", AGENT_BOOT, *argv[3:], "--poll-interval", str(POLL_SECONDS)]
-        return super()._spawn(name, argv, env)
-
 
 def entries() -> list[str]:
     return sorted([*METHODS, *VARIANTS])
@@ -267,7 +240,7 @@ def main() -> int:
     def new_fleet() -> LocalFleet:
         nonlocal fleets
         fleets += 1
-        fleet = BenchFleet(expand_selection(CLASSES), run_root / f"fleet-logs-{fleets}")
+        fleet = LocalFleet(expand_selection(CLASSES), run_root / f"fleet-logs-{fleets}")
         fleet.start()
         return fleet
 
@@ -275,29 +248,20 @@ def main() -> int:
     fleet = new_fleet()
     try:
         for name in names:
-            for attempt in range(1, 4):
-                exp = load(name, args.rounds, generator.resolve())
-                exp = replace(
-                    exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
-                )
-                out = run_root / (exp.id if attempt == 1 else f"{exp.id}-attempt{attempt}")
-                out.mkdir(parents=True)
-                control = SuperLinkControl(exp)
-                try:
-                    started = time.time()
-                    control.submit(exp, out)
-                    summary = wait(out, fleet, args.timeout)
-                finally:
-                    control.close()
-                lost = str(summary.get("error") or "").startswith("fleet processes exited")
-                if not lost:
-                    break
-                # An agent died (see docs/algorithms.md): a fresh fleet, and the method again.
-                print(f"{name}: {summary['error']}; restarting the fleet", flush=True)
-                fleet.stop()
-                fleet = new_fleet()
+            exp = load(name, args.rounds, generator.resolve())
+            exp = replace(
+                exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
+            )
+            out = run_root / exp.id
+            out.mkdir(parents=True)
+            control = SuperLinkControl(exp)
+            try:
+                started = time.time()
+                control.submit(exp, out)
+                summary = wait(out, fleet, args.timeout)
+            finally:
+                control.close()
             row = summarise(name, out, summary)
-            row["attempts"] = attempt
             results.append(row)
             final = "-" if row["final"] is None else f"{row['final']:.4f}"
             print(
@@ -305,12 +269,13 @@ def main() -> int:
                 flush=True,
             )
             (run_root / "table.json").write_text(json.dumps(results, indent=1))
+            if fleet.check_alive():  # reported in the row; the next method gets a whole fleet
+                print(f"{name}: {summary.get('error')}; restarting the fleet", flush=True)
+                fleet.stop()
+                fleet = new_fleet()
     finally:
         fleet.stop()
     print_table(results, args.rounds or ROUNDS)
-    retried = [r["method"] for r in results if r["attempts"] > 1]
-    if retried:
-        print(f"\nrerun on a fresh fleet after an agent exited: {', '.join(retried)}")
     print(f"\nresults: {run_root}")
     return 0
 

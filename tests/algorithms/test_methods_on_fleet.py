@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import json
-import time
-import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from htfl.algorithms import METHODS
-from htfl.config.experiment import load_experiment
 from htfl.server.results import read_rows
-from htfl.server.submit import SuperLinkControl
 from htfl.sim.local_fleet import LocalFleet, expand_selection
+from tests.fleet_runs import log_tails, run_on_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -68,87 +64,19 @@ def experiment_file(directory: Path, name: str, generator: Path) -> Path:
     return path
 
 
-class Fleet:
-    """One SuperLink and three agents, shared by every method; replaced if an agent exits."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.starts = 0
-        self.local = self._start()
-
-    def _start(self) -> LocalFleet:
-        self.starts += 1
-        local = LocalFleet(expand_selection(CLASSES), self.root / f"fleet-logs-{self.starts}")
-        local.start()
-        return local
-
-    def restart(self) -> None:
-        self.local.stop()
-        self.local = self._start()
-
-
-class AgentExited(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory):
-    shared = Fleet(tmp_path_factory.mktemp("fleet"))
-    try:
-        yield shared
-    finally:
-        shared.local.stop()
-
-
-def log_tails(fleet: LocalFleet, names: list[str], lines: int = 15) -> str:
-    out = []
-    for name in names:
-        log = fleet.log_dir / f"{name}.log"
-        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-        out.append(f"--- {name}.log\n" + "\n".join(tail))
-    return "\n".join(out)
-
-
-def run_experiment(fleet: LocalFleet, path: Path, results: Path, timeout: float = 300) -> dict:
-    """Submit like ``htfl run`` does and wait for the ServerApp's end event."""
-    exp = load_experiment(path)
-    exp = replace(exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True))
-    out = results / exp.id
-    out.mkdir(parents=True)
-    control = SuperLinkControl(exp)
-    try:
-        run_id = control.submit(exp, out)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            summary = out / "summary.json"
-            if summary.exists():
-                data = json.loads(summary.read_text())
-                if data.get("status") != "running":
-                    return data
-            if dead := fleet.check_alive():
-                raise AgentExited(f"fleet processes exited: {dead}\n{log_tails(fleet, dead)}")
-            time.sleep(0.25)
-        control.stop(run_id)
-        pytest.fail(f"{exp.id} did not finish within {timeout:.0f} s")
-    finally:
-        control.close()
+    """One SuperLink and three agents for every method in this module."""
+    root = tmp_path_factory.mktemp("fleet")
+    with LocalFleet(expand_selection(CLASSES), root / "fleet-logs") as local:
+        yield local, root
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_runs_three_rounds_on_the_fleet(fleet, generator_file: Path, name: str) -> None:
-    path = experiment_file(fleet.root, name, generator_file)
-    try:
-        results = fleet.root / "results"
-        summary = run_experiment(fleet.local, path, results)
-    except AgentExited as err:
-        # An agent can die of a heartbeat/token race in the device agent (not in the methods;
-        # reported): note it, and run the method once more on a fresh fleet.
-        first_line = str(err).splitlines()[0]
-        warnings.warn(f"{name}: {first_line}; retrying on a fresh fleet", stacklevel=1)
-        fleet.restart()
-        results = fleet.root / f"results-retry-{fleet.starts}"
-        summary = run_experiment(fleet.local, path, results)
-    local = fleet.local
+    local, root = fleet
+    results = root / "results"
+    summary = run_on_fleet(local, experiment_file(root, name, generator_file), results)
     assert summary["status"] == "finished", (
         f"{summary.get('error')}\n{log_tails(local, ['superlink', *local.procs])}"
     )
