@@ -86,7 +86,7 @@ class ServerMetrics:
         )
         self.replies = Counter(
             "htfl_server_client_replies",
-            "Training-round outcomes per device (ok, late, error).",
+            "Training-round outcomes per device (ok, set_aside, late, error).",
             (*DEVICE_LABELS, "status"),
             registry=r,
         )
@@ -128,9 +128,12 @@ class ServerMetrics:
         self.round_duration.set(total_seconds)
         self.round_seconds.labels("wait").inc(wait_seconds)
         self.round_seconds.labels("server").inc(max(0.0, total_seconds - wait_seconds))
-        for state in ("answering", "late", "error"):
-            status = "ok" if state == "answering" else state
-            self.devices.labels(state).set(sum(r.status == status for r in rows))
+        for state, statuses in (
+            ("answering", ("ok", "set_aside")),
+            ("late", ("late",)),
+            ("error", ("error",)),
+        ):
+            self.devices.labels(state).set(sum(r.status in statuses for r in rows))
         for row in rows:
             labels = self._labels[row.device]
             self.replies.labels(*labels, row.status).inc()

@@ -32,7 +32,7 @@ class ClientRoundRow:
     device_class: str
     arch: str
     client_index: int
-    status: str  # ok | late | error | missing
+    status: str  # ok | set_aside | late | error | missing
     round_trip_seconds: float | None = None
     train_seconds: float | None = None
     evaluate_seconds: float | None = None

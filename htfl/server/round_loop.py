@@ -196,6 +196,7 @@ class RoundLoop:
             t_agg = time.time()
             server.aggregate(uploads)
             aggregate_seconds = time.time() - t_agg
+            mark_set_aside(rows, server.rejected)
             if rnd % exp.experiment.eval_every == 0 or rnd == exp.experiment.rounds:
                 self._evaluate_round(rows, server.global_payload())
             self.results.add_rows(rows)
@@ -310,3 +311,12 @@ class RoundLoop:
             if "energy_joules" in m:
                 row.energy_joules = (row.energy_joules or 0.0) + m["energy_joules"]
                 row.energy_partial = bool(row.energy_partial) or bool(m.get("energy_partial"))
+
+
+def mark_set_aside(rows: list[ClientRoundRow], rejected: list[tuple[int, str]]) -> None:
+    """Say in a client's row that the server set its upload aside (e.g. NaN weights): the
+    device answered, but nothing of it reached the global knowledge this round."""
+    reasons = dict(rejected)
+    for row in rows:
+        if row.status == "ok" and row.client_index in reasons:
+            row.status, row.error = "set_aside", reasons[row.client_index]

@@ -16,6 +16,8 @@ from htfl.algorithms.distill import kd_loss
 from htfl.algorithms.fd import global_logits, teacher_logits
 from htfl.algorithms.fedgh import train_head
 from htfl.algorithms.prototypes import prototype_pairs
+from htfl.server.results import ClientRoundRow
+from htfl.server.round_loop import mark_set_aside
 
 
 def up(index: int, payload: dict, num_samples: int = 1, label_counts=None) -> Upload:
@@ -264,3 +266,16 @@ def test_a_non_finite_upload_is_set_aside(name: str) -> None:
     server.aggregate([good, bad])
     assert [index for index, _ in server.rejected] == [3]
     np.testing.assert_allclose(server.global_payload()[first], [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_a_set_aside_upload_is_marked_in_its_row() -> None:
+    rows = [
+        ClientRoundRow(1, node, f"d{node}", "jetson-nano", "cnn4", index, status)
+        for node, index, status in ((10, 0, "ok"), (11, 3, "ok"), (12, 4, "late"))
+    ]
+    mark_set_aside(rows, [(3, "non-finite arrays: ['prototypes']"), (4, "late anyway")])
+    assert [(r.status, r.error) for r in rows] == [
+        ("ok", ""),
+        ("set_aside", "non-finite arrays: ['prototypes']"),
+        ("late", ""),
+    ]
