@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import psutil
+
 from htfl.devices import device_class
 from htfl.inventory import Host, write_local_inventory
 
@@ -167,6 +169,9 @@ class LocalFleet:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def stop(self, timeout: float = 10.0) -> None:
+        # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
+        # group; note every descendant now, before their parents exit and they are re-parented.
+        descendants = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -179,6 +184,7 @@ class LocalFleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        _terminate(descendants, max(0.1, end - time.monotonic()))
         self.procs.clear()
 
     def __enter__(self) -> LocalFleet:
@@ -187,3 +193,25 @@ class LocalFleet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _descendants(pids: list[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.extend(psutil.Process(pid).children(recursive=True))
+    return found
+
+
+def _terminate(procs: list[psutil.Process], timeout: float) -> None:
+    """SIGTERM what is still alive of ``procs``, then SIGKILL what outlives ``timeout``."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+            alive.append(proc)
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(still, timeout=5)
