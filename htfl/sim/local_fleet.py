@@ -86,6 +86,8 @@ class LocalFleet:
     log_dir: Path
     port: int = 0
     torch_threads: int = 1
+    #: seconds between an agent's SuperLink polls while active (None: the agent's default)
+    poll_seconds: float | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -154,6 +156,7 @@ class LocalFleet:
                     # each device its own data dir, unless HTFL_DATA_DIR names a shared one
                     "--data-dir",
                     env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),
+                    *(["--poll-interval", str(self.poll_seconds)] if self.poll_seconds else []),
                 ],
                 env,
             )
