@@ -21,19 +21,41 @@ from htfl.power.meter import Clock, Meter, PowerSample
 
 def tree_cpu_seconds(root: psutil.Process) -> float:
     """CPU seconds used so far by ``root`` and its descendants (live, or reaped by them)."""
-    times = root.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    try:
-        children = root.children(recursive=True)
-    except psutil.Error:
-        children = []
-    for child in children:
-        try:
-            ct = child.cpu_times()
-        except psutil.Error:
-            continue  # exited between listing and reading
-        total += ct.user + ct.system
-    return total
+    return ProcessTree(root, relist_seconds=0.0).cpu_seconds()
+
+
+class ProcessTree:
+    """CPU time of a process and its descendants, cheap enough to read at 20 Hz.
+
+    Listing descendants means reading ``/proc/*/stat`` of every process on the machine, which at
+    20 Hz in each of 20 simulated agents cost more CPU than the agents' own work; the list is
+    therefore refreshed at most every ``relist_seconds``. A child born and gone between two
+    refreshes is still counted once its parent in the tree reaps it (``children_*`` times).
+    """
+
+    def __init__(self, root: psutil.Process, relist_seconds: float = 1.0) -> None:
+        self.root = root
+        self.relist_seconds = relist_seconds
+        self._children: list[psutil.Process] = []
+        self._listed_at = -float("inf")
+
+    def cpu_seconds(self) -> float:
+        times = self.root.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        now = time.monotonic()
+        if now - self._listed_at >= self.relist_seconds:
+            try:
+                self._children = self.root.children(recursive=True)
+            except psutil.Error:
+                self._children = []
+            self._listed_at = now
+        for child in self._children:
+            try:
+                ct = child.cpu_times()
+            except psutil.Error:
+                continue  # exited since it was listed
+            total += ct.user + ct.system
+        return total
 
 
 class SimulatedMeter(Meter):
@@ -68,21 +90,21 @@ class SimulatedMeter(Meter):
         self.window_cpu_seconds = 0.0  # CPU time the tree used between the last two reads
         self.window_seconds = 0.0
         self._rng = random.Random(seed)
-        self._proc: psutil.Process | None = None
+        self._tree: ProcessTree | None = None
         self._last_cpu = 0.0
         self._last_mono = 0.0
 
     def open(self) -> None:
         try:
-            self._proc = psutil.Process(self.pid)
-            self._last_cpu = tree_cpu_seconds(self._proc)
+            self._tree = ProcessTree(psutil.Process(self.pid))
+            self._last_cpu = self._tree.cpu_seconds()
         except psutil.NoSuchProcess as err:
             raise ProcessLookupError(f"no process {self.pid}") from err
         self._last_mono = time.monotonic()
         self._is_open = True
 
     def close(self) -> None:
-        self._proc = None
+        self._tree = None
         self._is_open = False
 
     def power_at(self, utilisation: float) -> float:
@@ -91,10 +113,10 @@ class SimulatedMeter(Meter):
         return self.idle_watts + (self.busy_watts - self.idle_watts) * u
 
     def read(self) -> PowerSample:
-        if self._proc is None:
+        if self._tree is None:
             raise ProcessLookupError("simulated meter is not open")
         try:
-            cpu = tree_cpu_seconds(self._proc)
+            cpu = self._tree.cpu_seconds()
         except psutil.NoSuchProcess as err:
             raise ProcessLookupError(f"process {self.pid} exited") from err
         mono = time.monotonic()
