@@ -138,20 +138,6 @@ def load(entry: str, rounds: int | None, generator: Path):
     return experiment_from_dict(raw, path)
 
 
-def wait(out: Path, fleet: LocalFleet, timeout: float) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        summary = out / "summary.json"
-        if summary.exists():
-            data = json.loads(summary.read_text())
-            if data.get("status") != "running":
-                return data
-        if dead := fleet.check_alive():
-            return {"status": "failed", "error": f"fleet processes exited: {dead}"}
-        time.sleep(1.0)
-    return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
-
-
 def weighted(rows: list[dict]) -> float | None:
     scored = [r for r in rows if r["test_accuracy"] not in ("", None) and r["num_test"]]
     total = sum(int(r["num_test"]) for r in scored)
@@ -263,7 +249,7 @@ def main() -> int:
             try:
                 started = time.time()
                 control.submit(exp, out)
-                summary = wait(out, fleet, args.timeout)
+                summary = fleet.wait_for_run(out, args.timeout, poll=1.0)
             finally:
                 control.close()
             row = summarise(name, out, summary)

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from htfl.config.experiment import load_experiment
 from htfl.server.submit import SuperLinkControl
 from htfl.sim.local_fleet import LocalFleet
 
 
-def log_tails(fleet: LocalFleet, names: list[str], lines: int = 15) -> str:
-    """The last lines of the named fleet processes' logs, for an assertion message."""
-    out = []
-    for name in names:
-        log = fleet.log_dir / f"{name}.log"
-        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-        out.append(f"--- {name}.log\n" + "\n".join(tail))
-    return "\n".join(out)
-
-
 def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 300) -> dict:
-    """Submit through Flower's Control API and wait for the ServerApp's summary.
+    """Submit through Flower's Control API and return the run's summary.
 
     Fails at once, with the log tails, if a fleet process exits while the run is under way.
     """
@@ -36,17 +22,10 @@ def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 
     control = SuperLinkControl(exp)
     try:
         run_id = control.submit(exp, out)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            summary = out / "summary.json"
-            if summary.exists():
-                data = json.loads(summary.read_text())
-                if data.get("status") != "running":
-                    return data
-            dead = fleet.check_alive()
-            assert not dead, f"fleet processes exited: {dead}\n{log_tails(fleet, dead)}"
-            time.sleep(0.25)
-        control.stop(run_id)
-        pytest.fail(f"{exp.id} did not finish within {timeout:.0f} s")
+        summary = fleet.wait_for_run(out, timeout, poll=0.25)
+        if summary["status"] == "running" or summary.get("error", "").startswith("timed out"):
+            control.stop(run_id)
+        assert not summary.get("error", "").startswith("fleet processes exited"), summary["error"]
+        return summary
     finally:
         control.close()

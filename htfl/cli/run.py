@@ -8,12 +8,16 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from htfl.config.typed import ConfigError
+
+if TYPE_CHECKING:
+    from htfl.sim.local_fleet import LocalFleet
 
 console = Console(stderr=True)
 
@@ -80,8 +84,15 @@ def summary_table(results_dir: Path) -> Table:
     return table
 
 
-def follow(results_dir: Path, status_fn, timeout: float | None) -> dict:
-    """Show progress from results/<id>/progress.jsonl until the run ends; return the end event."""
+def follow(
+    results_dir: Path, status_fn, timeout: float | None, fleet: LocalFleet | None = None
+) -> dict:
+    """Show progress from results/<id>/progress.jsonl until the run ends; return the end event.
+
+    With a local ``fleet``, a process of it that exits is reported at once with its log tail
+    (the ServerApp carries on with the devices it has, as it would in a lab).
+    """
+    reported: set[str] = set()
     progress_file = results_dir / "progress.jsonl"
     offset, end_event = 0, None
     started = time.monotonic()
@@ -119,6 +130,11 @@ def follow(results_dir: Path, status_fn, timeout: float | None) -> dict:
             now = time.monotonic()
             if now - last_status_check > 3:
                 last_status_check = now
+                if fleet is not None and (dead := set(fleet.check_alive()) - reported):
+                    reported |= dead
+                    console.print(
+                        f"[red]fleet process exited:[/red]\n{fleet.log_tails(sorted(dead))}"
+                    )
                 status = status_fn()
                 if status.startswith("finished") and not progress_file.exists():
                     return {
@@ -171,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         control = submit.SuperLinkControl(exp)
         run_id = control.submit(exp, results_dir)
         console.print(f"run {run_id} submitted; results in {results_dir}")
-        end = follow(results_dir, lambda: control.status(run_id), args.timeout)
+        end = follow(results_dir, lambda: control.status(run_id), args.timeout, fleet)
         if end.get("status") != "finished":
             with contextlib.suppress(Exception):  # it may have ended by itself
                 control.stop(run_id)

@@ -171,6 +171,35 @@ class LocalFleet:
         """Names of fleet processes that have exited (a crashed agent is worth reporting)."""
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
+    def log_tails(self, names: list[str], lines: int = 15) -> str:
+        """The last ``lines`` of the named processes' logs, headed by each log's path."""
+        out = []
+        for name in names:
+            log = self.log_dir / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            out.append(f"--- {log}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def exit_report(self) -> str:
+        """Empty while every fleet process runs; else which exited, with their log tails."""
+        dead = self.check_alive()
+        return f"fleet processes exited: {dead}\n{self.log_tails(dead)}" if dead else ""
+
+    def wait_for_run(self, results_dir: Path, timeout: float, poll: float = 0.5) -> dict:
+        """The run's ``summary.json`` once it has ended; a failed summary instead if a fleet
+        process exits first (naming it, with its log) or ``timeout`` seconds pass."""
+        summary = results_dir / "summary.json"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if summary.exists():
+                data = json.loads(summary.read_text())
+                if data.get("status") != "running":
+                    return data
+            if report := self.exit_report():
+                return {"status": "failed", "error": report}
+            time.sleep(poll)
+        return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
+
     def stop(self, timeout: float = 10.0) -> None:
         # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
         # group; note every descendant now, before their parents exit and they are re-parented.

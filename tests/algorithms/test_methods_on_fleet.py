@@ -11,7 +11,7 @@ import pytest
 from htfl.algorithms import METHODS
 from htfl.server.results import read_rows
 from htfl.sim.local_fleet import LocalFleet, expand_selection
-from tests.fleet_runs import log_tails, run_on_fleet
+from tests.fleet_runs import run_on_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_method_runs_three_rounds_on_the_fleet(fleet, generator_file: Path, name
     results = root / "results"
     summary = run_on_fleet(local, experiment_file(root, name, generator_file), results)
     assert summary["status"] == "finished", (
-        f"{summary.get('error')}\n{log_tails(local, ['superlink', *local.procs])}"
+        f"{summary.get('error')}\n{local.log_tails(['superlink', *local.procs])}"
     )
     rows = read_rows(results / f"fleet-{name}")
     assert sorted((int(r["round"]), int(r["client_index"])) for r in rows) == [

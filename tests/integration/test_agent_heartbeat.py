@@ -17,7 +17,7 @@ import pytest
 
 from htfl.server.results import read_rows
 from htfl.sim.local_fleet import LocalFleet, expand_selection
-from tests.fleet_runs import log_tails, run_on_fleet
+from tests.fleet_runs import run_on_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +71,10 @@ def test_agents_survive_heartbeats_at_every_task_end(tmp_path: Path) -> None:
     with HeartbeatStormFleet(expand_selection(CLASSES), tmp_path / "fleet") as fleet:
         summary = run_on_fleet(fleet, path, tmp_path / "results")
         assert summary["status"] == "finished", (
-            f"{summary.get('error')}\n{log_tails(fleet, list(fleet.procs))}"
+            f"{summary.get('error')}\n{fleet.log_tails(list(fleet.procs))}"
         )
         assert fleet.check_alive() == []
-        agent_logs = log_tails(fleet, [h.name for h in fleet.devices], lines=100_000)
+        agent_logs = fleet.log_tails([h.name for h in fleet.devices], lines=100_000)
         assert "task-token authentication failed" not in agent_logs
     rows = read_rows(tmp_path / "results" / "heartbeat-storm")
     assert [r["status"] for r in rows] == ["ok"] * (ROUNDS * len(CLASSES))

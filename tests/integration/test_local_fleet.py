@@ -170,6 +170,8 @@ def test_a_device_that_leaves_is_recorded_and_the_rest_go_on(tmp_path: Path) -> 
     victims[0].terminate()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
+    # the researcher is told at once which process went, and where its log is
+    assert "fleet process exited" in err and "jetson-nano-01.log" in err
     rows = read_rows(out_dir)
     nano = [r for r in rows if r["device"] == "jetson-nano-01"]
     others = [r for r in rows if r["device"] != "jetson-nano-01"]
