@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from htfl.config.experiment import load_experiment
+from htfl.dashboards import concrete, dashboards, panel_queries
 from htfl.inventory import load_inventory
 from htfl.server.prometheus import write_prometheus_config
 from htfl.server.results import read_rows
@@ -40,12 +41,27 @@ def prometheus_binary() -> str:
     return path
 
 
-def query(port: int, promql: str) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+def _api(port: int, endpoint: str, params: dict) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/{endpoint}?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=10) as res:
         body = json.load(res)
-    assert body["status"] == "success", body
+    assert body["status"] == "success", (params, body)
     return body["data"]["result"]
+
+
+def query(port: int, promql: str) -> list[dict]:
+    return _api(port, "query", {"query": promql})
+
+
+def query_range(port: int, promql: str, start: float, end: float) -> list[dict]:
+    return _api(port, "query_range", {"query": promql, "start": start, "end": end, "step": "1s"})
+
+
+#: Dashboard queries that have no data on this machine, and why (the rest must have data).
+NO_DATA_HERE = {
+    "Hottest sensor": "a VM may have no thermal zones",
+    "CPU frequency (mean over cores)": "a VM may have no cpufreq (none on the CI VM)",
+}
 
 
 def by_device(results: list[dict]) -> dict[str, float]:
@@ -88,6 +104,7 @@ def test_prometheus_sees_what_the_results_record(tmp_path: Path) -> None:
 
         exp = replace(exp, superlink=replace(exp.superlink, address=fleet.address))
         control = SuperLinkControl(exp)
+        started = time.time()
         control.submit(exp, results_dir)
         control.close()
         summary_file = results_dir / "summary.json"
@@ -151,6 +168,14 @@ def test_prometheus_sees_what_the_results_record(tmp_path: Path) -> None:
         assert info and info[0]["metric"]["algorithm"] == "fedproto"
         server_bytes = query(prom_port, "max_over_time(htfl_server_payload_bytes_total[5m])")
         assert {r["metric"]["device"] for r in server_bytes} == set(devices)
+
+        # every panel of the shipped Grafana dashboards has data for this run
+        empty = []
+        for board in dashboards().values():
+            for title, expr in panel_queries(board):
+                if not query_range(prom_port, concrete(expr), started, time.time()):
+                    empty.append((title, expr))
+        assert [e for e in empty if e[0] not in NO_DATA_HERE] == []
     finally:
         if prom is not None:
             prom.terminate()

@@ -1,0 +1,38 @@
+"""The Grafana dashboards shipped in ``deploy/grafana/``: where they are and what they query.
+
+Dashboards are plain Grafana JSON (edit them in Grafana and export); this module only reads
+them, so tests can check every panel's PromQL against the metrics table and a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+GRAFANA_DIR = Path(__file__).resolve().parents[1] / "deploy" / "grafana"
+DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
+_METRIC = re.compile(r"\b(htfl_[a-z0-9_]+)\b")
+
+
+def dashboards() -> dict[str, dict]:
+    """Every shipped dashboard by file name."""
+    return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def panel_queries(dashboard: dict) -> Iterator[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel."""
+    for panel in dashboard.get("panels", []):
+        for target in panel.get("targets", []):
+            yield panel["title"], target["expr"]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The htfl metric names a query reads (without Prometheus' counter/histogram suffixes)."""
+    return set(_METRIC.findall(expr))
+
+
+def concrete(expr: str, rate_interval: str = "1m") -> str:
+    """The query as Grafana sends it with every device selected."""
+    return expr.replace("$device", ".*").replace("$__rate_interval", rate_interval)
