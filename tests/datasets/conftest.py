@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,3 +21,16 @@ def tree(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def settled(read: Callable[[], object], expected: object, timeout: float = 5.0) -> object:
+    """``read()`` once it equals ``expected`` or ``timeout`` has passed (then its last value).
+
+    For counts a server's handler thread updates after the client may already have every byte.
+    """
+    end = time.monotonic() + timeout
+    value = read()
+    while value != expected and time.monotonic() < end:
+        time.sleep(0.01)
+        value = read()
+    return value

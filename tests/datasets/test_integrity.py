@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from htfl.datasets.integrity import (
     verify_file,
 )
 from htfl.datasets.upstream import UpstreamFile, resolve_files
-from tests.datasets.conftest import tree
+from tests.datasets.conftest import settled, tree
 from tests.datasets.fixtures import corrupt, make_cifar_tar
 from tests.datasets.httpfixtures import file_server
 
@@ -121,11 +120,8 @@ def test_download_resumes_a_partial_file_with_range(tmp_path: Path) -> None:
     with file_server(tmp_path / "srv") as srv:
         result = download(srv.url + "f.bin", dest, _sha(PAYLOAD))
         assert srv.log == [("/f.bin", "bytes=300000-")]
-        # the handler thread counts what it sent after the client may already have it all
-        settle = time.monotonic() + 5
-        while srv.sent != len(PAYLOAD) - 300_000 and time.monotonic() < settle:
-            time.sleep(0.01)
-        assert srv.sent == len(PAYLOAD) - 300_000
+        rest = len(PAYLOAD) - 300_000
+        assert settled(lambda: srv.sent, rest) == rest
     assert result.resumed_from == 300_000
     assert result.bytes_downloaded == len(PAYLOAD) - 300_000
     assert dest.read_bytes() == PAYLOAD
