@@ -103,6 +103,7 @@ def test_ctrl_c_stops_the_fleet_and_leaves_nothing(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
     )
     progress = tmp_path / "results" / "fedproto-e2e" / "progress.jsonl"
     deadline = time.monotonic() + 180
@@ -111,9 +112,17 @@ def test_ctrl_c_stops_the_fleet_and_leaves_nothing(tmp_path: Path) -> None:
     ):
         time.sleep(0.5)
     assert fleet_processes(tmp_path), "the fleet should be running mid-experiment"
+    interrupted = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"htfl run still running 120 s after Ctrl-C; its threads:\n{err[-6000:]}")
     assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: stopping the run" in err
+    print(f"htfl run exited {time.monotonic() - interrupted:.1f} s after Ctrl-C")
     time.sleep(1)
     assert not fleet_processes(tmp_path), "Ctrl-C left fleet processes behind"
     # rounds finished before the interrupt are on disk
