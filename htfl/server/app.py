@@ -83,6 +83,9 @@ def main(grid: Grid, context: Context) -> None:
     except Exception as err:
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("experiment failed:\n%s", traceback.format_exc())
+    except BaseException as err:  # SIGTERM/SIGINT (Flower exits via SystemExit) or Ctrl-C
+        summary.update(status="stopped", error=f"the ServerApp was stopped ({type(err).__name__})")
+        raise
     finally:
         if metrics is not None:
             metrics.close()
