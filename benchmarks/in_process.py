@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--param", action="append", default=[], help="method.key=value")
+    parser.add_argument("--curve", action="store_true", help="also print every round's accuracy")
     parser.add_argument("--archs", default=",".join(ARCHS), help="architectures, in equal shares")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -96,6 +97,8 @@ def main() -> int:
             last5.append(float(np.mean(curve[-5:])))
             cells.append(f"{curve[-1]:.4f} / {last5[-1]:.4f}")
         print(f"| {name} | " + " | ".join(cells) + f" | {np.mean(last5):.4f} |", flush=True)
+        if args.curve:
+            print(f"<!-- {name}, last seed, per round: {[round(a, 4) for a in curve]} -->")
     print(f"\n{time.time() - started:.0f} s")
     return 0
 
