@@ -26,14 +26,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.prototype_diagnosis import ARCHS, CLIENTS, FEATURE_DIM, SETTINGS, SPEC  # noqa: E402
 from htfl.algorithms import get_method  # noqa: E402
-from htfl.algorithms.base import Upload  # noqa: E402
-from htfl.datasets import client_shard  # noqa: E402
+from htfl.algorithms.base import ClientSide, TrainSettings, run_round  # noqa: E402
+from htfl.datasets import PartitionSpec, client_shard  # noqa: E402
 from htfl.models import build_model  # noqa: E402
 
+#: The accuracy benchmark's split and settings (experiments/algorithms/*.toml).
+ARCHS = ("cnn4", "resnet4", "resnet6", "resnet8")
+SETTINGS = TrainSettings(local_epochs=1, batch_size=10, learning_rate=0.05, momentum=0.9)
+SPEC = PartitionSpec("dirichlet", alpha=0.1, min_samples=10)
+CLIENTS, FEATURE_DIM = 20, 64
 
-def run(name: str, params, seed: int, rounds: int, archs: tuple[str, ...] = ARCHS) -> list[float]:
+
+def make_clients(name: str, params, seed: int, archs: tuple[str, ...] = ARCHS) -> list[ClientSide]:
+    """The benchmark's 20 clients, built and seeded the way the device runtime builds them;
+    architectures in equal shares by client index (one for a homogeneous method)."""
     method = get_method(name)
     clients = []
     for i in range(CLIENTS):
@@ -42,25 +49,27 @@ def run(name: str, params, seed: int, rounds: int, archs: tuple[str, ...] = ARCH
         arch = archs[0] if method.homogeneous else archs[i * len(archs) // CLIENTS]
         model = build_model(arch, shard.input_shape, shard.num_classes, FEATURE_DIM)
         clients.append(method.client(model, shard, SETTINGS, params, seed + i))
-    server = method.server(params, 10, FEATURE_DIM, seed=seed)
+    return clients
+
+
+def sample_weighted(values: list[float], clients: list[ClientSide]) -> float:
+    """Sample-weighted mean over the clients' test splits (how the round loop reports it)."""
     sizes = np.array([len(c.shard.test_y) for c in clients])
+    return float(np.dot(values, sizes) / sizes.sum())
+
+
+def run(name: str, params, seed: int, rounds: int, archs: tuple[str, ...] = ARCHS) -> list[float]:
+    clients = make_clients(name, params, seed, archs)
+    server = get_method(name).server(params, 10, FEATURE_DIM, seed=seed)
     curve = []
     for _ in range(rounds):
-        download = server.global_payload()
-        uploads = []
-        for c in clients:
-            c.receive(download)
-            c.train()
-            uploads.append(
-                Upload(c.shard.client_index, c.shard.num_train, c.upload(), c.shard.label_counts())
-            )
-        server.aggregate(uploads)
+        run_round(server, clients)
         evaluation = server.global_payload()
         accs = []
         for c in clients:
             c.receive(evaluation)
             accs.append(c.evaluate().accuracy)
-        curve.append(float(np.dot(accs, sizes) / sizes.sum()))
+        curve.append(sample_weighted(accs, clients))
     return curve
 
 

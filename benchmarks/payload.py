@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from htfl import protocol  # noqa: E402
 from htfl.algorithms import METHODS, fedktl, get_method  # noqa: E402
-from htfl.algorithms.base import TrainSettings, Upload  # noqa: E402
+from htfl.algorithms.base import TrainSettings, run_round  # noqa: E402
 from htfl.datasets import ClientShard, PartitionSpec, client_shard  # noqa: E402
 from htfl.models import build_model  # noqa: E402
 
@@ -89,16 +89,8 @@ def measure(name: str, feature_dim: int, clients: int, generator: Path) -> dict:
         model = build_model(arch, INPUT_SHAPE, NUM_CLASSES, feature_dim)
         sides.append(method.client(model, shard, settings, params, i))
     server = method.server(params, NUM_CLASSES, feature_dim, 0)
-    uploads: list[Upload] = []
-    for _ in range(2):
-        download = server.global_payload()
-        uploads = []
-        for side in sides:
-            side.receive(download)
-            side.train()
-            payload = side.upload()
-            uploads.append(Upload(side.shard.client_index, side.shard.num_train, payload))
-        server.aggregate(uploads)
+    for _ in range(2):  # the second upload is a steady-state one
+        uploads = run_round(server, sides)
     model_bytes = sum(v.numel() * v.element_size() for v in sides[0].model.state_dict().values())
     declared = method.declared_upload_bytes(
         params, NUM_CLASSES, feature_dim, model_bytes, input_shape=INPUT_SHAPE

@@ -29,32 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.in_process import (  # noqa: E402
+    CLIENTS,
+    FEATURE_DIM,
+    make_clients,
+    sample_weighted,
+)
 from htfl.algorithms import get_method  # noqa: E402
-from htfl.algorithms.base import TrainSettings, Upload  # noqa: E402
-from htfl.datasets import PartitionSpec, client_shard  # noqa: E402
-from htfl.models import build_model  # noqa: E402
+from htfl.algorithms.base import run_round  # noqa: E402
 
-ARCHS = ("cnn4", "resnet4", "resnet6", "resnet8")
-SETTINGS = TrainSettings(local_epochs=1, batch_size=10, learning_rate=0.05, momentum=0.9)
-SPEC = PartitionSpec("dirichlet", alpha=0.1, min_samples=10)
-CLIENTS, SEED, FEATURE_DIM = 20, 0, 64
-
-
-def make_clients(name: str, params) -> list:
-    method = get_method(name)
-    clients = []
-    for i in range(CLIENTS):
-        shard = client_shard("digits", SPEC, CLIENTS, i, SEED)
-        torch.manual_seed(SEED)
-        arch = ARCHS[i // (CLIENTS // len(ARCHS))]
-        model = build_model(arch, shard.input_shape, shard.num_classes, FEATURE_DIM)
-        clients.append(method.client(model, shard, SETTINGS, params, SEED + i))
-    return clients
-
-
-def weighted(values: list[float], clients: list) -> float:
-    sizes = [len(c.shard.test_y) for c in clients]
-    return float(np.dot(values, sizes) / sum(sizes))
+SEED = 0
 
 
 def head_accuracy(client) -> float:
@@ -81,8 +65,8 @@ def main() -> int:
     torch.set_num_threads(1)
     started = time.time()
     proto_params = get_method("fedproto").params(lamda=args.lamda)
-    proto = make_clients("fedproto", proto_params)
-    local = make_clients("local", get_method("local").params())
+    proto = make_clients("fedproto", proto_params, SEED)
+    local = make_clients("local", get_method("local").params(), SEED)
     server = get_method("fedproto").server(proto_params, 10, FEATURE_DIM, seed=SEED)
     print(
         f"# FedProto vs Local in process: digits Dirichlet 0.1, {CLIENTS} clients, "
@@ -94,14 +78,7 @@ def main() -> int:
     )
     print("|---:|---:|---:|---:|---:|---:|")
     for rnd in range(1, args.rounds + 1):
-        download = server.global_payload()
-        uploads = []
-        for client in proto:
-            client.receive(download)
-            client.train()
-            payload = client.upload()
-            uploads.append(Upload(client.shard.client_index, client.shard.num_train, payload, {}))
-        server.aggregate(uploads)
+        uploads = run_round(server, proto)
         for client in local:
             client.train()
         if rnd % args.every and rnd != args.rounds:
@@ -109,9 +86,9 @@ def main() -> int:
         glob = server.global_payload()
         for client in proto:
             client.receive(glob)
-        as_method = weighted([c.evaluate().accuracy for c in proto], proto)
-        own_head = weighted([head_accuracy(c) for c in proto], proto)
-        local_acc = weighted([c.evaluate().accuracy for c in local], local)
+        as_method = sample_weighted([c.evaluate().accuracy for c in proto], proto)
+        own_head = sample_weighted([head_accuracy(c) for c in proto], proto)
+        local_acc = sample_weighted([c.evaluate().accuracy for c in local], local)
         global_gap = min_class_gap(glob["prototypes"], glob["counts"])
         client_gaps = [min_class_gap(u.payload["prototypes"], u.payload["counts"]) for u in uploads]
         print(

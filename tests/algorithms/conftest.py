@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from htfl.algorithms import fedktl, get_method
+from htfl.algorithms import base, fedktl, get_method
 from htfl.algorithms.base import ClientSide, TrainSettings, Upload
 from htfl.datasets import PartitionSpec, client_shard
 from htfl.models import build_model
@@ -81,20 +81,7 @@ def through_the_wire(payload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def run_round(server, clients: list[ClientSide]) -> list[Upload]:
     """One round as the ServerApp runs it: download, train, upload, aggregate, evaluate; every
     payload goes through Flower's encoding."""
-    download = through_the_wire(server.global_payload())
-    uploads = []
-    for client in clients:
-        client.receive(download)
-        client.train()
-        uploads.append(
-            Upload(
-                client.shard.client_index,
-                client.shard.num_train,
-                through_the_wire(client.upload()),
-                client.shard.label_counts(),
-            )
-        )
-    server.aggregate(uploads)
+    uploads = base.run_round(server, clients, through_the_wire)
     evaluation = through_the_wire(server.global_payload())
     for client in clients:
         client.receive(evaluation)
