@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import sys
 import time
 import tomllib
@@ -43,7 +42,11 @@ from htfl.algorithms import METHODS, fedktl  # noqa: E402
 from htfl.config.experiment import experiment_from_dict  # noqa: E402
 from htfl.server.results import read_rows  # noqa: E402
 from htfl.server.submit import SuperLinkControl  # noqa: E402
-from htfl.sim.local_fleet import LocalFleet, expand_selection  # noqa: E402
+from htfl.sim.local_fleet import (  # noqa: E402
+    LocalFleet,
+    expand_selection,
+    interrupt_on_signals,
+)
 
 EXPERIMENTS = ROOT / "experiments" / "algorithms"
 CLASSES = {"jetson-nano": 5, "orange-pi-5b": 5, "jetson-orin-nano": 5, "jetson-xavier-nx": 5}
@@ -195,12 +198,8 @@ def print_table(results: list[dict], rounds: int) -> None:
         )
 
 
-def _interrupt(signum, frame):  # SIGTERM stops the fleet like Ctrl-C does
-    raise KeyboardInterrupt
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals()  # SIGTERM stops the fleet like Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="override the files' rounds")
     parser.add_argument("--methods", default=",".join(entries()), help="entries, comma-separated")

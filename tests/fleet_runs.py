@@ -23,9 +23,9 @@ def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 
     try:
         run_id = control.submit(exp, out)
         summary = fleet.wait_for_run(out, timeout, poll=0.25)
-        if summary["status"] == "running" or summary.get("error", "").startswith("timed out"):
+        if summary.get("cause") == "timeout":
             control.stop(run_id)
-        assert not summary.get("error", "").startswith("fleet processes exited"), summary["error"]
+        assert summary.get("cause") != "fleet_exited", summary["error"]
         return summary
     finally:
         control.close()

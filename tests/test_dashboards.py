@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from htfl.dashboards import GRAFANA_DIR, dashboards, metric_names, panel_queries
+from tests.grafana import GRAFANA_DIR, dashboards, metric_names, panel_queries
 
 DOCUMENTED = set(
     re.findall(

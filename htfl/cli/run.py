@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -149,15 +148,10 @@ def follow(
     return end_event
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
-    # A shell starts background jobs with SIGINT ignored, and Python then never raises
-    # KeyboardInterrupt: take SIGINT (and SIGTERM) back so both stop the run and the fleet.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    from htfl.sim.local_fleet import interrupt_on_signals
+
+    interrupt_on_signals()  # Ctrl-C, kill -INT and SIGTERM stop the run and the fleet
     from htfl.config.experiment import load_experiment
     from htfl.server import submit
 

@@ -187,7 +187,8 @@ class LocalFleet:
 
     def wait_for_run(self, results_dir: Path, timeout: float, poll: float = 0.5) -> dict:
         """The run's ``summary.json`` once it has ended; a failed summary instead if a fleet
-        process exits first (naming it, with its log) or ``timeout`` seconds pass."""
+        process exits first (naming it, with its log) or ``timeout`` seconds pass; then
+        ``cause`` says which (``fleet_exited`` or ``timeout``)."""
         summary = results_dir / "summary.json"
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -196,9 +197,9 @@ class LocalFleet:
                 if data.get("status") != "running":
                     return data
             if report := self.exit_report():
-                return {"status": "failed", "error": report}
+                return {"status": "failed", "error": report, "cause": "fleet_exited"}
             time.sleep(poll)
-        return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
+        return {"status": "failed", "error": f"timed out after {timeout:.0f} s", "cause": "timeout"}
 
     def stop(self, timeout: float = 10.0) -> None:
         # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
@@ -225,6 +226,20 @@ class LocalFleet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so whoever runs a fleet stops it.
+
+    A shell starts background jobs with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; a service manager or CI timeout sends SIGTERM.
+    """
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
 
 def _descendants(pids: list[int]) -> list[psutil.Process]:

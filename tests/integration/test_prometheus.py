@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from htfl.config.experiment import load_experiment
-from htfl.dashboards import concrete, dashboards, panel_queries
 from htfl.inventory import load_inventory
 from htfl.server.prometheus import write_prometheus_config
 from htfl.server.results import read_rows
 from htfl.server.submit import SuperLinkControl
 from htfl.sim.local_fleet import LocalFleet, expand_selection, free_ports
+from tests.grafana import concrete, dashboards, panel_queries
 from tests.integration.test_local_fleet import FEDPROTO_3_ARCHS
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,6 @@ import psutil
 from htfl.power.meter import Clock, Meter, PowerSample
 
 
-def tree_cpu_seconds(root: psutil.Process) -> float:
-    """CPU seconds used so far by ``root`` and its descendants (live, or reaped by them)."""
-    return ProcessTree(root, relist_seconds=0.0).cpu_seconds()
-
-
 class ProcessTree:
     """CPU time of a process and its descendants, cheap enough to read at 20 Hz.
 

@@ -1,7 +1,7 @@
 """The Grafana dashboards shipped in ``deploy/grafana/``: where they are and what they query.
 
-Dashboards are plain Grafana JSON (edit them in Grafana and export); this module only reads
-them, so tests can check every panel's PromQL against the metrics table and a real Prometheus.
+Dashboards are plain Grafana JSON (edit them in Grafana and export); only the tests read them,
+to check every panel's PromQL against the metrics table and a real Prometheus.
 """
 
 from __future__ import annotations
