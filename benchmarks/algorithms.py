@@ -39,14 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from htfl.algorithms import METHODS, fedktl  # noqa: E402
-from htfl.config.experiment import experiment_from_dict  # noqa: E402
-from htfl.server.results import read_rows  # noqa: E402
-from htfl.server.submit import SuperLinkControl  # noqa: E402
-from htfl.sim.local_fleet import (  # noqa: E402
+from htfl.workstation.config.experiment import experiment_from_dict  # noqa: E402
+from htfl.workstation.local_fleet import (  # noqa: E402
     LocalFleet,
     expand_selection,
     interrupt_on_signals,
 )
+from htfl.workstation.server.results import read_rows  # noqa: E402
+from htfl.workstation.server.submit import SuperLinkControl  # noqa: E402
 
 EXPERIMENTS = ROOT / "experiments" / "algorithms"
 CLASSES = {"jetson-nano": 5, "orange-pi-5b": 5, "jetson-orin-nano": 5, "jetson-xavier-nx": 5}

@@ -3,7 +3,7 @@
 Run (as root, with Debian's openssh-server and python3-venv; see tests/deploy/README):
 ``.venv/bin/python benchmarks/deploy.py [--sizes 2 8]``
 
-For each fleet size N, N local devices reachable over real SSH (htfl.deploy.sshfleet: one
+For each fleet size N, N local devices reachable over real SSH (tests.support.sshfleet: one
 sshd per loopback address, its own prefix and service account) are provisioned twice from
 scratch with one prebuilt htfl wheel, then their agents are started against a real local
 SuperLink and stopped. Timed: the whole `htfl deploy ...` command as a user runs it (inventory
@@ -26,14 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from htfl.deploy.sshfleet import (
+from htfl.workstation.deploy.wheel import build_wheel
+from tests.support.sshfleet import (
     SshFleet,
     free_loopback_port,
     missing_requirements,
     start_superlink,
     stop_process_group,
 )
-from htfl.deploy.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def deploy(action: str, inventory: Path, work: Path, *extra: str) -> tuple[float
     out = work / f"{action}.json"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "htfl.cli.main", "deploy", action, "--inventory", str(inventory)]
+        [sys.executable, "-m", "htfl", "deploy", action, "--inventory", str(inventory)]
         + ["--artifacts", str(work / "artifacts"), "--json", str(out), *extra],
         capture_output=True,
         text=True,

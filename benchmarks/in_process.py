@@ -27,9 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from htfl.algorithms import get_method  # noqa: E402
-from htfl.algorithms.base import ClientSide, TrainSettings, run_round  # noqa: E402
+from htfl.algorithms.base import ClientSide, TrainSettings  # noqa: E402
 from htfl.datasets import PartitionSpec, client_shard  # noqa: E402
 from htfl.models import build_model  # noqa: E402
+from tests.support.rounds import run_round  # noqa: E402
 
 #: The accuracy benchmark's split and settings (experiments/algorithms/*.toml).
 ARCHS = ("cnn4", "resnet4", "resnet6", "resnet8")

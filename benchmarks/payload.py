@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from htfl import protocol  # noqa: E402
 from htfl.algorithms import METHODS, fedktl, get_method  # noqa: E402
-from htfl.algorithms.base import TrainSettings, run_round  # noqa: E402
+from htfl.algorithms.base import TrainSettings  # noqa: E402
 from htfl.datasets import ClientShard, PartitionSpec, client_shard  # noqa: E402
 from htfl.models import build_model  # noqa: E402
+from tests.support.rounds import run_round  # noqa: E402
 
 INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10

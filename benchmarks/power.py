@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/power.py [--seconds 3]``
 
 Throughput. An emulated meter runs in a *child process* on a pseudo-terminal; the reader is
-the real driver + :class:`~htfl.power.sampler.SerialSampler` thread in this process, with a
+the real driver + :class:`~htfl.device.power.sampler.SerialSampler` thread in this process, with a
 consumer thread draining its buffer every 250 ms. Reported: samples/s, drops and this
 process's CPU time (``resource.getrusage``, all threads) as a share of one core.
 
@@ -16,7 +16,7 @@ process's CPU time (``resource.getrusage``, all threads) as a share of one core.
 
 Energy error. A square wave between idle and busy watts, whose energy is known analytically,
 goes through the UM25C pty pipeline (1 kS/s) and through the continuous stream (1 kS/s); the
-samples are integrated with :func:`htfl.power.energy.attribute` over their span. A third row
+samples are integrated with :func:`htfl.device.power.energy.attribute` over their span. A third row
 samples the wave synthetically at a real UM meter's rate (5 S/s) for reference.
 
 The last line is ``power_energy_error_pct=<x>``: the larger of the two pipeline errors.
@@ -35,13 +35,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from htfl.power.drivers.scpi import ScpiMeter
-from htfl.power.drivers.stream import StreamMeter
-from htfl.power.drivers.um import UMMeter
-from htfl.power.energy import attribute
-from htfl.power.meter import Meter, PowerSample
-from htfl.power.sampler import SerialSampler
-from htfl.sim.meter_emulators import (
+from htfl.device.power.drivers.scpi import ScpiMeter
+from htfl.device.power.drivers.stream import StreamMeter
+from htfl.device.power.drivers.um import UMMeter
+from htfl.device.power.energy import attribute
+from htfl.device.power.meter import Meter, PowerSample
+from htfl.device.power.sampler import SerialSampler
+from tests.support.meter_emulators import (
     PtyEmulator,
     ScpiEmulator,
     StreamEmulator,

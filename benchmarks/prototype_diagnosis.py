@@ -36,7 +36,7 @@ from benchmarks.in_process import (  # noqa: E402
     sample_weighted,
 )
 from htfl.algorithms import get_method  # noqa: E402
-from htfl.algorithms.base import run_round  # noqa: E402
+from tests.support.rounds import run_round  # noqa: E402
 
 SEED = 0
 

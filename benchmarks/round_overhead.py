@@ -44,7 +44,7 @@ def run_side(
     kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05
 ) -> tuple[list[float], float]:
     """Return per-round seconds and the peak RSS (MiB) of one idle agent."""
-    from htfl.sim.local_fleet import _free_port, _wait_for_port
+    from htfl.workstation.local_fleet import _free_port, _wait_for_port
 
     port = _free_port()
     env = dict(
@@ -83,7 +83,7 @@ def run_side(
                 argv = [
                     sys.executable,
                     "-m",
-                    "htfl.cli.main",
+                    "htfl.cli",
                     "agent",
                     "--superlink",
                     f"127.0.0.1:{port}",

@@ -36,7 +36,7 @@ TARGET_SCRAPE_MS = 50.0
 def child(rate_hz: float, seconds: float) -> None:
     import psutil
 
-    from htfl.device_agent.telemetry import DeviceTelemetry
+    from htfl.device.telemetry import DeviceTelemetry
 
     telemetry = DeviceTelemetry("bench", "bench", "/", rate_hz=rate_hz)
     telemetry.start(0, host="127.0.0.1")
@@ -104,7 +104,7 @@ def _synthetic_tree(root: Path, cores: int = 8, zones: int = 12, ifaces: int = 1
 
 
 def scrape_latency(scrapes: int) -> dict:
-    from htfl.device_agent.telemetry import DeviceTelemetry
+    from htfl.device.telemetry import DeviceTelemetry
 
     with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
         root = Path(tmp)

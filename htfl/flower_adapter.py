@@ -6,7 +6,7 @@ message. A no-op round then costs about 6 s, which corrupts the latency and idle
 a testbed exists to measure.
 
 What: the SuperNode keeps Flower's own code path, run in ``--isolation process`` mode so that
-htfl's long-lived worker (``htfl.device_agent.worker``) serves the Runtime API in place of
+htfl's long-lived worker (``htfl.device.worker``) serves the Runtime API in place of
 SuperExec. Two module-level names in ``flwr.supernode.start_client_internal`` are replaced:
 
 * ``time`` by a :class:`SuperNodePacer`, which turns the 3 s idle sleep into a short poll while

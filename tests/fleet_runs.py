@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from htfl.config.experiment import load_experiment
-from htfl.server.submit import SuperLinkControl
-from htfl.sim.local_fleet import LocalFleet
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.local_fleet import LocalFleet
+from htfl.workstation.server.submit import SuperLinkControl
 
 
 def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 300) -> dict:

@@ -10,8 +10,8 @@ from flwr.app import Message
 from flwr.supercore.task_identity import TaskIdentity
 
 from htfl import protocol
-from htfl.device_agent.client_runtime import ClientRuntime
-from htfl.device_agent.instruments import TaskTiming
+from htfl.device.client_runtime import ClientRuntime
+from htfl.device.instruments import TaskTiming
 
 RUN_ID = 42
 

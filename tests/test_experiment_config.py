@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from htfl.config.experiment import load_experiment
-from htfl.config.typed import ConfigError
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.config.typed import ConfigError
 
 GOOD = """
 [experiment]
@@ -44,7 +44,7 @@ def test_quickstart_and_a_good_file_load(tmp_path: Path) -> None:
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
-    from htfl.config.experiment import experiment_from_dict
+    from htfl.workstation.config.experiment import experiment_from_dict
 
     exp = load_experiment(write(tmp_path, GOOD))
     again = experiment_from_dict(exp.to_dict(), "resolved")

@@ -12,13 +12,13 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.device_agent.telemetry import documented_metrics
-from htfl.power.exporter import PowerCollector
-from htfl.power.meter import PowerSample
-from htfl.server.exporter import ServerMetrics
-from htfl.server.results import ClientRoundRow
-from htfl.server.selection import Device, Participant
-from htfl.sim.local_fleet import free_ports
+from htfl.device.power.exporter import PowerCollector
+from htfl.device.power.meter import PowerSample
+from htfl.workstation.local_fleet import free_ports
+from htfl.workstation.server.exporter import ServerMetrics
+from htfl.workstation.server.results import ClientRoundRow
+from htfl.workstation.server.selection import Device, Participant
+from tests.support.metrics_table import documented_metrics
 
 
 def exported(text: str) -> dict[str, str]:

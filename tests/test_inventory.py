@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from htfl.inventory import Host, InventoryError, load_inventory, write_local_inventory
+from htfl.workstation.inventory import Host, InventoryError, load_inventory, write_local_inventory
 
 INVENTORY = """
 all:

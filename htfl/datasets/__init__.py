@@ -8,7 +8,7 @@ Typical use on a client::
     train = to_loader(shard.train_x, shard.train_y, batch_size=32, shuffle=True, seed=0)
 
 Real datasets (UCI HAR, PAMAP2, CIFAR-10/100, MNIST, Fashion-MNIST, FEMNIST, iWildCam) are
-read from their published archives (:mod:`htfl.datasets.upstream`), partitioned once on the
+read from their published archives (:mod:`htfl.workstation.datasets`), partitioned once on the
 workstation and written as one shard per client with a manifest
 (:func:`write_shards`); a device loads only its own (:func:`load_shard`), delivered by
 :mod:`htfl.datasets.delivery`. See docs/datasets.md.
@@ -22,7 +22,6 @@ from htfl.datasets.base import (
     known_datasets,
     register_loader,
 )
-from htfl.datasets.catalog import LOADER_CLASSES, make_loader
 from htfl.datasets.digits import DigitsLoader
 from htfl.datasets.partition import (
     MAX_DIRICHLET_ATTEMPTS,
@@ -41,7 +40,6 @@ from htfl.datasets.store import (
 )
 
 __all__ = [
-    "LOADER_CLASSES",
     "MAX_DIRICHLET_ATTEMPTS",
     "ClientShard",
     "DatasetLoader",
@@ -58,7 +56,6 @@ __all__ = [
     "get_loader",
     "known_datasets",
     "load_shard",
-    "make_loader",
     "partition_indices",
     "partition_summary",
     "register_loader",

@@ -15,7 +15,9 @@ arguments so that the registry can call it uniformly. Datasets with a natural cl
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -131,3 +133,12 @@ def get_loader(name: str) -> DatasetLoader:
 def known_datasets() -> list[str]:
     """Names of all registered datasets, sorted."""
     return sorted(_REGISTRY)
+
+
+def data_dir() -> Path:
+    """Where htfl keeps archives and shards: ``$HTFL_DATA_DIR``, else ``~/.cache/htfl``."""
+    env = os.environ.get("HTFL_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "htfl"

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from htfl.datasets.base import data_dir
 from htfl.datasets.integrity import Checksum, ChecksumError, download
 from htfl.datasets.partition import PartitionSpec
 from htfl.datasets.shard import ClientShard, client_shard
@@ -47,7 +48,6 @@ from htfl.datasets.store import (
     ShardIntegrityError,
     load_shard,
 )
-from htfl.datasets.upstream import data_dir
 
 __all__ = [
     "ShardServer",

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from htfl.algorithms import base, fedktl, get_method
+from htfl.algorithms import fedktl, get_method
 from htfl.algorithms.base import ClientSide, TrainSettings, Upload
 from htfl.datasets import PartitionSpec, client_shard
 from htfl.models import build_model
+from tests.support import rounds
 
 #: Three architectures, as on a heterogeneous fleet (FedAvg takes the first for everyone).
 ARCHS = ("cnn4", "resnet4", "resnet6")
@@ -81,7 +82,7 @@ def through_the_wire(payload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def run_round(server, clients: list[ClientSide]) -> list[Upload]:
     """One round as the ServerApp runs it: download, train, upload, aggregate, evaluate; every
     payload goes through Flower's encoding."""
-    uploads = base.run_round(server, clients, through_the_wire)
+    uploads = rounds.run_round(server, clients, through_the_wire)
     evaluation = through_the_wire(server.global_payload())
     for client in clients:
         client.receive(evaluation)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from htfl.algorithms import METHODS
-from htfl.server.results import read_rows
-from htfl.sim.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.server.results import read_rows
 from tests.fleet_runs import run_on_fleet
 
 pytestmark = pytest.mark.integration

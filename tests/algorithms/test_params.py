@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from htfl.algorithms import METHODS, fedktl
-from htfl.config.experiment import load_experiment
-from htfl.config.typed import ConfigError
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.config.typed import ConfigError
 
 EXPERIMENT = """
 [experiment]
@@ -134,7 +134,7 @@ def test_the_benchmark_experiment_files_load_and_match_the_benchmark(generator_f
     import tomllib
 
     from benchmarks.algorithms import EXPERIMENTS, entries, experiment_text
-    from htfl.config.experiment import experiment_from_dict
+    from htfl.workstation.config.experiment import experiment_from_dict
 
     files = sorted(EXPERIMENTS.glob("*.toml"))
     assert {f.stem for f in files} == set(entries()) >= set(METHODS)

@@ -16,8 +16,8 @@ from htfl.algorithms.distill import kd_loss
 from htfl.algorithms.fd import global_logits, teacher_logits
 from htfl.algorithms.fedgh import train_head
 from htfl.algorithms.prototypes import prototype_pairs
-from htfl.server.results import ClientRoundRow
-from htfl.server.round_loop import mark_set_aside
+from htfl.workstation.server.results import ClientRoundRow
+from htfl.workstation.server.round_loop import mark_set_aside
 
 
 def up(index: int, payload: dict, num_samples: int = 1, label_counts=None) -> Upload:

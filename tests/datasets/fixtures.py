@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from htfl.datasets.har import ROOT as HAR_ROOT
-from htfl.datasets.har import SIGNALS
 from htfl.datasets.integrity import sha256_file
-from htfl.datasets.pamap2 import NUM_COLUMNS
+from htfl.workstation.datasets.har import ROOT as HAR_ROOT
+from htfl.workstation.datasets.har import SIGNALS
+from htfl.workstation.datasets.pamap2 import NUM_COLUMNS
 
 
 @dataclass

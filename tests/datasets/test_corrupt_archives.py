@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from htfl.cli.main import main
+from htfl.cli import main
 from htfl.datasets.integrity import sha256_file
 from tests.datasets.conftest import tree
 from tests.datasets.fixtures import (

@@ -17,7 +17,6 @@ from htfl.datasets import (
     ShardIntegrityError,
     client_shard,
     load_shard,
-    make_loader,
     write_shards,
 )
 from htfl.datasets.delivery import (
@@ -28,6 +27,7 @@ from htfl.datasets.delivery import (
     stage_for_ansible,
 )
 from htfl.datasets.store import MANIFEST, Manifest, shard_file_name
+from htfl.workstation.datasets.catalog import make_loader
 from tests.datasets.conftest import settled, tree
 
 SPEC = PartitionSpec("pathological", classes_per_client=3, min_samples=20)

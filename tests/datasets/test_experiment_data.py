@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from htfl.config.experiment import load_experiment
-from htfl.config.typed import ConfigError
-from htfl.datasets import Manifest, PartitionSpec, make_loader, write_shards
+from htfl.datasets import Manifest, PartitionSpec, write_shards
 from htfl.datasets.delivery import start_shard_delivery
 from htfl.datasets.store import ManifestError
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.config.typed import ConfigError
+from htfl.workstation.datasets.catalog import make_loader
 
 EXPERIMENT = """
 [experiment]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from htfl.config.experiment import load_experiment
-from htfl.config.typed import ConfigError
-from htfl.datasets import PartitionSpec, make_loader, write_shards
+from htfl.datasets import PartitionSpec, write_shards
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.config.typed import ConfigError
+from htfl.workstation.datasets.catalog import make_loader
 from tests.datasets.fixtures import make_har_zip
 
 REPO = Path(__file__).resolve().parents[2]

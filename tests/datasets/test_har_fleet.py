@@ -10,7 +10,7 @@ import pytest
 
 from htfl.datasets import Manifest
 from htfl.datasets.store import MANIFEST
-from htfl.server.results import read_rows
+from htfl.workstation.server.results import read_rows
 from tests.datasets.fixtures import make_har_zip
 from tests.integration.conftest import fleet_processes, htfl
 

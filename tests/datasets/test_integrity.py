@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from htfl.datasets import make_loader
-from htfl.datasets import upstream as upstream_module
 from htfl.datasets.integrity import (
     Checksum,
     ChecksumError,
@@ -18,7 +16,9 @@ from htfl.datasets.integrity import (
     download,
     verify_file,
 )
-from htfl.datasets.upstream import UpstreamFile, resolve_files
+from htfl.workstation.datasets import upstream as upstream_module
+from htfl.workstation.datasets.catalog import make_loader
+from htfl.workstation.datasets.upstream import UpstreamFile, resolve_files
 from tests.datasets.conftest import settled, tree
 from tests.datasets.fixtures import corrupt, make_cifar_tar
 from tests.datasets.httpfixtures import file_server

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from htfl.datasets import make_loader
 from htfl.datasets.integrity import ChecksumError
-from htfl.datasets.pamap2 import ACTIVITIES, CHANNEL_COLUMNS
-from htfl.datasets.upstream import UnverifiedSourceError
+from htfl.workstation.datasets.catalog import make_loader
+from htfl.workstation.datasets.pamap2 import ACTIVITIES, CHANNEL_COLUMNS
+from htfl.workstation.datasets.upstream import UnverifiedSourceError
 from tests.datasets.fixtures import (
     IWILDCAM_COLOURS,
     make_cifar_tar,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import htfl.datasets.partition as partition_module
-from htfl.datasets import PartitionSpec, make_loader, partition_indices
+from htfl.datasets import PartitionSpec, partition_indices
 from htfl.datasets.partition import exdir_class_holders
+from htfl.workstation.datasets.catalog import make_loader
 from tests.datasets.fixtures import make_har_zip
 
 

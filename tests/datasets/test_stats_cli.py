@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from htfl.cli.main import main
-from htfl.datasets import Manifest, PartitionSpec, make_loader, write_shards
-from htfl.datasets.stats import count_matrix, plot_label_distribution, summary_rows
+from htfl.cli import main
+from htfl.datasets import Manifest, PartitionSpec, write_shards
+from htfl.workstation.datasets.catalog import make_loader
+from htfl.workstation.datasets.stats import count_matrix, plot_label_distribution, summary_rows
 from tests.datasets.conftest import tree
 from tests.datasets.fixtures import corrupt, make_cifar_tar, make_har_zip
 

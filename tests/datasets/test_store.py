@@ -21,10 +21,10 @@ from htfl.datasets import (
     ShardIntegrityError,
     client_shard,
     load_shard,
-    make_loader,
     write_shards,
 )
 from htfl.datasets.store import content_sha256, shard_file_name
+from htfl.workstation.datasets.catalog import make_loader
 from tests.datasets.conftest import tree
 from tests.datasets.fixtures import make_har_zip
 
@@ -169,7 +169,8 @@ def test_failed_force_keeps_the_previous_preparation(
 KILLED_PREPARE = """
 import sys, time
 import htfl.datasets.store as store
-from htfl.datasets import PartitionSpec, make_loader, write_shards
+from htfl.datasets import PartitionSpec, write_shards
+from htfl.workstation.datasets.catalog import make_loader
 
 real = store._write_npz
 def slow(path, arrays):

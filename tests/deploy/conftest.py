@@ -35,7 +35,7 @@ def htfl_deploy(
     if json_path.exists():
         json_path.unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "htfl.cli.main", "deploy", *args, "--json", str(json_path)],
+        [sys.executable, "-m", "htfl", "deploy", *args, "--json", str(json_path)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from htfl.deploy.sshfleet import (
+from htfl.workstation.deploy.wheel import build_wheel
+from tests.deploy.conftest import REPO, htfl_deploy, require
+from tests.support.sshfleet import (
     SshFleet,
     free_loopback_port,
     missing_requirements,
     start_superlink,
 )
-from htfl.deploy.sshfleet import stop_process_group as stop_group
-from htfl.deploy.wheel import build_wheel
-from tests.deploy.conftest import REPO, htfl_deploy, require
+from tests.support.sshfleet import stop_process_group as stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +205,7 @@ def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab)
     exp.write_text(EXPERIMENT.format(address=address))
     results = lab.work / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "htfl.cli.main", "run", str(exp), "--results", str(results)]
+        [sys.executable, "-m", "htfl", "run", str(exp), "--results", str(results)]
         + ["--timeout", "300"],
         capture_output=True,
         text=True,
@@ -218,7 +218,7 @@ def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab)
     assert summary["status"] == "finished"
     devices = json.loads((out_dir / "devices.json").read_text())
     assert sorted(d["device"] for d in devices) == ["panda-t1", "panda-t2"]
-    from htfl.server.results import read_rows
+    from htfl.workstation.server.results import read_rows
 
     rows = read_rows(out_dir)
     assert sorted((int(r["round"]), r["device"]) for r in rows) == [

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from htfl.deploy.paths import PLAYBOOKS, deploy_dir
 from htfl.devices import DEVICE_CLASSES
-from htfl.inventory import load_inventory
+from htfl.workstation.deploy.paths import PLAYBOOKS, deploy_dir
+from htfl.workstation.inventory import load_inventory
 from tests.deploy.conftest import REPO, require, venv_tool
 
 DEPLOY = deploy_dir()
@@ -109,7 +109,7 @@ def test_testbed_inventory_is_the_reference_fleet(
 
 
 def test_reference_meters_are_valid_meter_specs() -> None:
-    from htfl.power.config import MeterSpec
+    from htfl.device.power.config import MeterSpec
 
     inv = load_inventory(DEPLOY / "inventory" / "testbed.yml", use_ansible=False)
     for host in inv.hosts:
@@ -146,7 +146,7 @@ def test_termux_install_leaves_uv_out_and_installs_flwr_without_deps() -> None:
 
 
 def test_the_device_wheel_is_reproducible(tmp_path: Path) -> None:
-    from htfl.deploy.wheel import build_wheel
+    from htfl.workstation.deploy.wheel import build_wheel
 
     # A snapshot of the sources, so that edits made meanwhile cannot change the second build.
     src = tmp_path / "src"
@@ -163,7 +163,7 @@ def test_the_device_wheel_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_limit_names_classes_by_their_groups() -> None:
-    from htfl.cli.deploy import _limit
+    from htfl.workstation.cli.deploy import _limit
 
     inv = load_inventory(DEPLOY / "inventory" / "testbed.yml", use_ansible=False)
     assert _limit("jetson-nano,opi5b-01", inv) == "jetson_nano,opi5b-01"
@@ -173,7 +173,7 @@ def test_limit_names_classes_by_their_groups() -> None:
 
 def test_a_missing_inventory_is_a_usage_error(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "htfl.cli.main", "deploy", "status", "--inventory", "nope.yml"],
+        [sys.executable, "-m", "htfl", "deploy", "status", "--inventory", "nope.yml"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

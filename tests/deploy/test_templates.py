@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from htfl.deploy.wheel import build_wheel
+from htfl.workstation.deploy.wheel import build_wheel
 from tests.deploy.conftest import require, venv_tool
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ import psutil
 
 def htfl(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "htfl.cli.main", *args],
+        [sys.executable, "-m", "htfl", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from htfl.server.results import read_rows
-from htfl.sim.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.server.results import read_rows
 from tests.fleet_runs import run_on_fleet
 
 pytestmark = pytest.mark.integration
 
 #: Boots ``htfl agent`` with Flower's heartbeat interval at zero and htfl's start delay at zero.
 HEARTBEAT_STORM_BOOT = (
-    "import sys; import flwr.supercore.heartbeat as hb; import htfl.device_agent.worker as w; "
+    "import sys; import flwr.supercore.heartbeat as hb; import htfl.device.worker as w; "
     "hb.HEARTBEAT_DEFAULT_INTERVAL = 0; hb.HEARTBEAT_CALL_TIMEOUT = 0; "
     "w.HEARTBEAT_AFTER_SECONDS = 0.0; "
-    "from htfl.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    "from htfl.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 CLASSES = {"jetson-nano": 1, "orange-pi-5b": 1}
@@ -60,7 +60,7 @@ class HeartbeatStormFleet(LocalFleet):
     """A local fleet whose agents boot with :data:`HEARTBEAT_STORM_BOOT`."""
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        if argv[1:4] == ["-m", "htfl.cli.main", "agent"]:
+        if argv[1:4] == ["-m", "htfl", "agent"]:
             argv = [argv[0], "-c", HEARTBEAT_STORM_BOOT, *argv[3:]]
         return super()._spawn(name, argv, env)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from htfl.server.results import read_rows
+from htfl.workstation.server.results import read_rows
 from tests.integration.conftest import fleet_processes, htfl
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def test_ctrl_c_stops_the_fleet_and_leaves_nothing(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "htfl.cli.main",
+            "htfl.cli",
             "run",
             str(exp),
             "--local-fleet",
@@ -154,7 +154,7 @@ def test_a_device_that_leaves_is_recorded_and_the_rest_go_on(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "htfl.cli.main",
+            "htfl.cli",
             "run",
             str(exp),
             "--local-fleet",

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from htfl.config.experiment import load_experiment
-from htfl.inventory import load_inventory
-from htfl.server.prometheus import write_prometheus_config
-from htfl.server.results import read_rows
-from htfl.server.submit import SuperLinkControl
-from htfl.sim.local_fleet import LocalFleet, expand_selection, free_ports
+from htfl.workstation.config.experiment import load_experiment
+from htfl.workstation.inventory import load_inventory
+from htfl.workstation.local_fleet import LocalFleet, expand_selection, free_ports
+from htfl.workstation.prometheus import write_prometheus_config
+from htfl.workstation.server.results import read_rows
+from htfl.workstation.server.submit import SuperLinkControl
 from tests.grafana import concrete, dashboards, panel_queries
 from tests.integration.test_local_fleet import FEDPROTO_3_ARCHS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from htfl.power.meter import FrameError, Meter
+from htfl.device.power.meter import FrameError, Meter
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0, step: float = 0.005) -> bool:

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from htfl.cli import power as power_cli
-from htfl.sim.meter_emulators import UMEmulator, constant
+from htfl.device.cli import power as power_cli
+from tests.support.meter_emulators import UMEmulator, constant
 
 from . import sysfs_trees as trees
 

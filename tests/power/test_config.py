@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from htfl.inventory import hostvars_from_document
-from htfl.power.config import (
+from htfl.device.power.config import (
     MeterSpec,
     MeterSpecError,
     load_meter_specs,
@@ -14,14 +13,15 @@ from htfl.power.config import (
     open_meter,
     specs_from_hostvars,
 )
-from htfl.power.drivers.ina3221 import Ina3221Meter
-from htfl.power.drivers.rapl import RaplMeter
-from htfl.power.drivers.scpi import ScpiMeter
-from htfl.power.drivers.simulated import SimulatedMeter
-from htfl.power.drivers.termux import TermuxMeter
-from htfl.power.drivers.um import UMMeter
-from htfl.power.sampler import Sampler, SerialSampler
-from htfl.sim.meter_emulators import UMEmulator, constant
+from htfl.device.power.drivers.ina3221 import Ina3221Meter
+from htfl.device.power.drivers.rapl import RaplMeter
+from htfl.device.power.drivers.scpi import ScpiMeter
+from htfl.device.power.drivers.simulated import SimulatedMeter
+from htfl.device.power.drivers.termux import TermuxMeter
+from htfl.device.power.drivers.um import UMMeter
+from htfl.device.power.sampler import Sampler, SerialSampler
+from htfl.workstation.inventory import hostvars_from_document
+from tests.support.meter_emulators import UMEmulator, constant
 
 
 @pytest.mark.parametrize(

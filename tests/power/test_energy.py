@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from htfl.power.energy import Gap, attribute, find_gaps, integrate, median_period, trapezoid
-from htfl.power.meter import PowerSample
+from htfl.device.power.energy import Gap, attribute, find_gaps, integrate, median_period, trapezoid
+from htfl.device.power.meter import PowerSample
 
 
 def series(points, charging=()):

@@ -8,11 +8,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.power.drivers.um import UMMeter
-from htfl.power.exporter import PowerCollector, serve
-from htfl.power.meter import PowerSample
-from htfl.power.sampler import Sampler, SerialSampler
-from htfl.sim.meter_emulators import UMEmulator, constant
+from htfl.device.power.drivers.um import UMMeter
+from htfl.device.power.exporter import PowerCollector, serve
+from htfl.device.power.meter import PowerSample
+from htfl.device.power.sampler import Sampler, SerialSampler
+from tests.support.meter_emulators import UMEmulator, constant
 
 from .helpers import ScriptedMeter, wait_for
 

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from htfl.power.drivers.scpi import ScpiMeter
-from htfl.power.drivers.um import UMMeter
-from htfl.power.meter import PowerSample
-from htfl.power.sampler import Sampler, SerialSampler
-from htfl.sim.meter_emulators import ScpiEmulator, UMEmulator, constant
+from htfl.device.power.drivers.scpi import ScpiMeter
+from htfl.device.power.drivers.um import UMMeter
+from htfl.device.power.meter import PowerSample
+from htfl.device.power.sampler import Sampler, SerialSampler
+from tests.support.meter_emulators import ScpiEmulator, UMEmulator, constant
 
 from .helpers import ScriptedMeter, wait_for
 

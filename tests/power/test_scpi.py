@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from htfl.power.drivers.scpi import WT310, ScpiCommandSet, ScpiMeter, parse_values
-from htfl.power.meter import FrameError
-from htfl.sim.meter_emulators import ScpiEmulator, constant
+from htfl.device.power.drivers.scpi import WT310, ScpiCommandSet, ScpiMeter, parse_values
+from htfl.device.power.meter import FrameError
+from tests.support.meter_emulators import ScpiEmulator, constant
 
 from .helpers import wait_for
 

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from htfl.power.drivers.simulated import SimulatedMeter
+from htfl.device.power.drivers.simulated import SimulatedMeter
 
 BUSY = "import time\nend = time.time() + 20\nwhile time.time() < end:\n    pass\n"
 

@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from htfl.power.config import MeterSpec, MeterSpecError, open_meter
-from htfl.power.drivers.scpi import ScpiMeter
-from htfl.power.drivers.stream import StreamMeter
-from htfl.power.drivers.um import UMMeter
-from htfl.power.meter import FrameError
-from htfl.power.sampler import SerialSampler
-from htfl.sim.meter_emulators import ScpiEmulator, StreamEmulator, UMEmulator, constant
+from htfl.device.power.config import MeterSpec, MeterSpecError, open_meter
+from htfl.device.power.drivers.scpi import ScpiMeter
+from htfl.device.power.drivers.stream import StreamMeter
+from htfl.device.power.drivers.um import UMMeter
+from htfl.device.power.meter import FrameError
+from htfl.device.power.sampler import SerialSampler
+from tests.support.meter_emulators import ScpiEmulator, StreamEmulator, UMEmulator, constant
 
 from .helpers import wait_for
 

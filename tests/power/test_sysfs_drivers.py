@@ -8,11 +8,11 @@ import stat
 
 import pytest
 
-from htfl.power.drivers import ina3221
-from htfl.power.drivers.ina3221 import Ina3221Meter, detect_model, discover_rails
-from htfl.power.drivers.rapl import RaplMeter, counter_delta, list_domains
-from htfl.power.drivers.termux import TermuxMeter
-from htfl.power.meter import FrameError, MeterConfigError
+from htfl.device.power.drivers import ina3221
+from htfl.device.power.drivers.ina3221 import Ina3221Meter, detect_model, discover_rails
+from htfl.device.power.drivers.rapl import RaplMeter, counter_delta, list_domains
+from htfl.device.power.drivers.termux import TermuxMeter
+from htfl.device.power.meter import FrameError, MeterConfigError
 
 from . import sysfs_trees as trees
 
@@ -173,7 +173,7 @@ def test_rapl_domains_listed_and_missing_domain_is_oserror(tmp_path):
 
 
 def test_rapl_docstring_says_package_only():
-    import htfl.power.drivers.rapl as rapl_module
+    import htfl.device.power.drivers.rapl as rapl_module
 
     assert "CPU package only" in (rapl_module.__doc__ or "")
 

@@ -6,16 +6,15 @@ import struct
 
 import pytest
 
-from htfl.power.drivers.um import (
+from htfl.device.power.drivers.um import (
     FRAME_LEN,
     MODELS,
     UMMeter,
     decode_frame,
-    encode_frame,
     find_header,
 )
-from htfl.power.meter import FrameError, MeterDisconnected
-from htfl.sim.meter_emulators import UMEmulator, constant
+from htfl.device.power.meter import FrameError, MeterDisconnected
+from tests.support.meter_emulators import UMEmulator, constant, encode_frame
 
 
 def hand_frame(header: int, raw_v: int, raw_a: int, raw_mw: int, end: int = 0xFFF1) -> bytes:

@@ -6,8 +6,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from htfl.device_agent.telemetry.probes import SysReader, build_probes, default_opener
-from htfl.device_agent.telemetry.sampler import Sampler, Snapshot
+from htfl.device.telemetry.probes import SysReader, build_probes, default_opener
+from htfl.device.telemetry.sampler import Sampler, Snapshot
 
 
 def values(snap: Snapshot, name: str, key: str | None = None) -> dict:

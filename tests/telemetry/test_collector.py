@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.device_agent.telemetry.collector import (
+from htfl.device.telemetry.collector import (
     DEVICE_LABELS,
     DIRECTIONS,
     METRICS,
@@ -21,8 +21,8 @@ from htfl.device_agent.telemetry.collector import (
     DeviceCollector,
     RoundPhaseMetrics,
 )
-from htfl.device_agent.telemetry.probes import SysReader, build_probes
-from htfl.device_agent.telemetry.sampler import Sampler
+from htfl.device.telemetry.probes import SysReader, build_probes
+from htfl.device.telemetry.sampler import Sampler
 
 from .helpers import denying_opener
 from .trees import EXPECTED, bump_proc_stat
@@ -152,7 +152,7 @@ def test_device_labels_are_required():
 
 # ----------------------------------------------------------------- RoundPhaseMetrics
 def _phase_collector():
-    from htfl.device_agent.telemetry.sampler import Snapshot
+    from htfl.device.telemetry.sampler import Snapshot
 
     phases = RoundPhaseMetrics()
     return phases, DeviceCollector("dev", "cls", lambda: Snapshot(), phases=phases)

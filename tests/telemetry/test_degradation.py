@@ -25,10 +25,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.device_agent.telemetry.collector import DeviceCollector
-from htfl.device_agent.telemetry.probes import Probe, SysReader, WorkerProcessProbe
-from htfl.device_agent.telemetry.probes import process as process_module
-from htfl.device_agent.telemetry.sampler import Sampler
+from htfl.device.telemetry.collector import DeviceCollector
+from htfl.device.telemetry.probes import Probe, SysReader, WorkerProcessProbe
+from htfl.device.telemetry.probes import process as process_module
+from htfl.device.telemetry.sampler import Sampler
 
 from .helpers import denying_opener, sampler_for, values
 from .trees import ANDROID_UNREADABLE, PLATFORM_TREES, write_tree

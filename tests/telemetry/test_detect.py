@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from htfl.device_agent.telemetry.probes import (
+from htfl.device.telemetry.probes import (
     PLATFORMS,
     build_probes,
     detect_platform,
     explain_platform,
 )
-from htfl.device_agent.telemetry.probes.base import SysReader
+from htfl.device.telemetry.probes.base import SysReader
 
 from .helpers import denying_opener
 from .trees import EXPECTED, PLATFORM_TREES, device_tree, write_tree

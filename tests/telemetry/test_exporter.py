@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.device_agent.telemetry import DeviceTelemetry, start_exporter
+from htfl.device.telemetry import DeviceTelemetry, start_exporter
 
 from .helpers import denying_opener
 from .trees import ANDROID_UNREADABLE, bump_proc_stat

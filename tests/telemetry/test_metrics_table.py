@@ -6,8 +6,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from htfl.device_agent.telemetry import DeviceTelemetry, documented_metrics
-from htfl.device_agent.telemetry.collector import DEVICE_LABELS, METRICS
+from htfl.device.telemetry import DeviceTelemetry
+from htfl.device.telemetry.collector import DEVICE_LABELS, METRICS
+from tests.support.metrics_table import documented_metrics
 
 from .helpers import denying_opener
 from .trees import ANDROID_UNREADABLE, EXPECTED, PLATFORM_TREES, bump_proc_stat

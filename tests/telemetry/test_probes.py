@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from htfl.device_agent.telemetry.probes import (
+from htfl.device.telemetry.probes import (
     CoretempProbe,
     JetsonGpuProbe,
     ProbeUnavailable,
     ProcStatProbe,
     SysReader,
 )
-from htfl.device_agent.telemetry.probes.jetson import GPU_LOAD_CANDIDATES
-from htfl.device_agent.telemetry.probes.linux import (
+from htfl.device.telemetry.probes.jetson import GPU_LOAD_CANDIDATES
+from htfl.device.telemetry.probes.linux import (
     CpuTimes,
     cpu_utilisation,
     parse_net_dev,
     parse_proc_stat,
 )
-from htfl.device_agent.telemetry.probes.rk3588 import parse_devfreq_load, parse_npu_load
+from htfl.device.telemetry.probes.rk3588 import parse_devfreq_load, parse_npu_load
 
 from .helpers import denying_opener, sampler_for, values
 from .trees import (

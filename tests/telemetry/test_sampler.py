@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from htfl.device_agent.telemetry.probes import Probe, Series, SysReader, WorkerProcessProbe
-from htfl.device_agent.telemetry.sampler import MAX_RATE_HZ, Sampler
+from htfl.device.telemetry.probes import Probe, Series, SysReader, WorkerProcessProbe
+from htfl.device.telemetry.sampler import MAX_RATE_HZ, Sampler
 
 from .helpers import sampler_for, values
 from .trees import bump_proc_stat

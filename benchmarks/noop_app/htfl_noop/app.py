@@ -33,7 +33,7 @@ def main(grid: Grid, context: Context) -> None:
         t0 = time.perf_counter()
         if context.run_config["fast"]:
             from htfl.flower_adapter import install_server
-            from htfl.server.exchange import exchange
+            from htfl.workstation.server.exchange import exchange
 
             install_server()
 

@@ -1,0 +1,86 @@
+"""One device's agent: a Flower SuperNode plus htfl's long-lived worker, in one process.
+
+One process (not a SuperNode with a worker beside it) so that a device runs exactly one thing
+that a service manager supervises, and stopping it can leave nothing behind. Flower's SuperNode
+needs the main thread for its signal handlers; the worker runs in a thread beside it, and torch
+releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+from htfl import flower_adapter
+from htfl.device.instruments import DeviceInstruments
+from htfl.device.worker import MessageHandler, RuntimeWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    superlink: str
+    device_class: str
+    device_name: str
+    runtime_port: int = 0
+    active_poll_seconds: float = 0.05
+    idle_poll_seconds: float = 1.0
+    insecure: bool = True
+    root_certificates: str | None = None
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
+    argv = [
+        "--superlink",
+        options.superlink,
+        "--isolation",
+        "process",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(runtime_port),
+        "--node-config",
+        f'device-class="{options.device_class}" device-name="{options.device_name}"',
+    ]
+    if options.insecure:
+        argv.append("--insecure")
+    if options.root_certificates:
+        argv += ["--root-certificates", options.root_certificates]
+    return argv
+
+
+def run_agent(
+    options: AgentOptions, handler: MessageHandler, instruments: DeviceInstruments | None = None
+) -> None:
+    """Start the worker thread, then run the SuperNode in this thread until signalled."""
+    runtime_port = options.runtime_port or free_loopback_port()
+    pacer = flower_adapter.SuperNodePacer(
+        active_poll_seconds=options.active_poll_seconds,
+        idle_poll_seconds=options.idle_poll_seconds,
+    )
+    flower_adapter.install(pacer)
+    observe = instruments.phases.observe_phase if instruments is not None else None
+    worker = RuntimeWorker(f"127.0.0.1:{runtime_port}", handler, pacer, observe_phase=observe)
+    if instruments is not None:
+        instruments.start()
+    worker.start()
+    log.info(
+        "agent %s (%s) joining SuperLink %s",
+        options.device_name,
+        options.device_class,
+        options.superlink,
+    )
+    try:
+        flower_adapter.run_supernode(supernode_argv(options, runtime_port))
+    finally:
+        worker.stop()
+        if instruments is not None:
+            instruments.stop()

@@ -1,0 +1,1 @@
+"""The device-side `htfl` subcommands: `agent` and `power`."""

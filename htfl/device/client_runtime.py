@@ -1,0 +1,197 @@
+"""What a device does with each message: the client side of an experiment, kept in memory.
+
+One :class:`ClientRuntime` lives as long as the agent. Per run it keeps the method's client
+side (private model, optimizer state, local data), so HtFL state never leaves the device and
+survives between rounds without being re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+
+import torch
+from flwr.app import Context, Message
+
+import htfl
+from htfl import protocol
+from htfl.algorithms import get_method
+from htfl.algorithms.base import ClientSide, TrainSettings
+from htfl.datasets.delivery import obtain_client_shard
+from htfl.device.instruments import DeviceInstruments, TaskTiming
+from htfl.models import build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    client: ClientSide
+    client_index: int
+    arch: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ClientRuntime:
+    """Dispatches protocol messages to the method's client side for each run."""
+
+    def __init__(
+        self,
+        device_class: str,
+        device_name: str,
+        torch_threads: int = 0,
+        instruments: DeviceInstruments | None = None,
+    ) -> None:
+        self.device_class = device_class
+        self.device_name = device_name
+        self.instruments = instruments
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        self.runs: dict[int, RunState] = {}
+
+    def _observe(self, phase: str, seconds: float) -> None:
+        if self.instruments is not None:
+            self.instruments.phases.observe_phase(phase, seconds)
+
+    def __call__(self, message: Message, context: Context, timing: TaskTiming) -> Message:
+        received = time.perf_counter()
+        kind = message.metadata.message_type
+        handlers = {
+            protocol.PING: self._ping,
+            protocol.HELLO: self._hello,
+            protocol.SETUP: self._setup,
+            protocol.TRAIN: self._train,
+            protocol.EVALUATE: self._evaluate,
+        }
+        if kind not in handlers:
+            raise protocol.ProtocolError(f"unknown message type {kind!r}")
+        config, payload, metrics = handlers[kind](message)
+        start_serialise = time.perf_counter()
+        reply = Message(protocol.content(config, payload, None), reply_to=message)
+        metrics["serialise_seconds"] = time.perf_counter() - start_serialise
+        metrics["handle_seconds"] = time.perf_counter() - received
+        metrics["download_seconds"] = timing.download_seconds
+        metrics["idle_seconds"] = timing.idle_seconds
+        self._observe("serialise", metrics["serialise_seconds"])
+        if kind in (protocol.TRAIN, protocol.EVALUATE):
+            self._add_energy(metrics, timing)
+        reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        if self.instruments is not None:
+            self.instruments.phases.add_bytes("down", protocol.content_bytes(message))
+            self.instruments.phases.add_bytes("up", protocol.content_bytes(reply))
+        return reply
+
+    def _add_energy(self, metrics: dict[str, float], timing: TaskTiming) -> None:
+        """Energy of handling this message, and of the idle time before it, from the meter."""
+        if self.instruments is None:
+            return
+        busy = self.instruments.energy(timing.received_at, time.time(), "busy")
+        if busy is None:
+            return
+        metrics["energy_joules"] = busy.joules
+        partial = busy.partial
+        if timing.idle_seconds > 0:
+            idle = self.instruments.energy(timing.idle_started_at, timing.received_at, "idle")
+            if idle is not None:
+                metrics["idle_energy_joules"] = idle.joules
+                partial = partial or idle.partial
+        metrics["energy_partial"] = float(partial)
+
+    def _ping(self, message: Message):
+        return None, None, {}
+
+    def _hello(self, message: Message):
+        info = {
+            "device_class": self.device_class,
+            "device_name": self.device_name,
+            "hostname": socket.gethostname(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "htfl": htfl.__version__,
+        }
+        return info, None, {"device_time": time.time()}
+
+    def _run(self, message: Message) -> RunState:
+        run_id = message.metadata.run_id
+        if run_id not in self.runs:
+            raise protocol.ProtocolError(
+                f"run {run_id}: {message.metadata.message_type} before train.setup"
+            )
+        return self.runs[run_id]
+
+    def _setup(self, message: Message):
+        t0 = time.perf_counter()
+        cfg = protocol.read_config(message)
+        method = get_method(cfg["algorithm"])
+        shard = obtain_client_shard(cfg)  # built here, or prepared and fetched/verified
+        torch.manual_seed(int(cfg["seed"]))  # same init for every client of one arch
+        model = build_model(
+            cfg["arch"], tuple(shard.input_shape), shard.num_classes, int(cfg["feature_dim"])
+        )
+        client = method.client(
+            model,
+            shard,
+            TrainSettings(**cfg["training"]),
+            method.params(**cfg["params"]),
+            int(cfg["seed"]) + int(cfg["client_index"]),
+        )
+        self.runs[message.metadata.run_id] = RunState(client, int(cfg["client_index"]), cfg["arch"])
+        if self.instruments is not None and "clock_offset_seconds" in cfg:
+            self.instruments.phases.set_clock_offset(float(cfg["clock_offset_seconds"]))
+        # Older runs' state is released: a device serves one experiment at a time.
+        for run_id in [r for r in self.runs if r != message.metadata.run_id]:
+            del self.runs[run_id]
+        log.info(
+            "run %s: client %s trains %s", message.metadata.run_id, cfg["client_index"], cfg["arch"]
+        )
+        counts = shard.label_counts()
+        info = {"label_counts": {str(k): v for k, v in counts.items()}}
+        metrics = {
+            "num_train": len(shard.train_y),
+            "num_test": len(shard.test_y),
+            "num_classes": shard.num_classes,
+            "num_parameters": count_parameters(model),
+            "model_bytes": sum(p.numel() * p.element_size() for p in model.state_dict().values()),
+            "setup_seconds": time.perf_counter() - t0,
+        }
+        return info, None, metrics
+
+    def _receive(self, state: RunState, message: Message) -> float:
+        t0 = time.perf_counter()
+        state.client.receive(protocol.read_payload(message))
+        return time.perf_counter() - t0
+
+    def _evaluate_into(self, state: RunState, metrics: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        result = state.client.evaluate()
+        metrics.update(
+            test_accuracy=result.accuracy,
+            test_loss=result.loss,
+            num_test=result.num_samples,
+            evaluate_seconds=time.perf_counter() - t0,
+        )
+        self._observe("evaluate", metrics["evaluate_seconds"])
+
+    def _train(self, message: Message):
+        state = self._run(message)
+        rnd = int(protocol.read_config(message).get("round", 0))
+        if self.instruments is not None:
+            self.instruments.phases.set_round(rnd)
+        metrics: dict[str, float] = {"deserialise_seconds": self._receive(state, message)}
+        t0 = time.perf_counter()
+        metrics["train_loss"] = state.client.train()
+        metrics["train_seconds"] = time.perf_counter() - t0
+        self._observe("train", metrics["train_seconds"])
+        metrics["num_train"] = len(state.client.shard.train_y)
+        upload = state.client.upload()
+        return None, upload, metrics
+
+    def _evaluate(self, message: Message):
+        state = self._run(message)
+        metrics: dict[str, float] = {"deserialise_seconds": self._receive(state, message)}
+        self._evaluate_into(state, metrics)
+        return None, None, metrics

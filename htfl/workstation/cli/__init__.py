@@ -1,0 +1,1 @@
+"""The workstation-side `htfl` subcommands: `data`, `deploy`, `run`, `prometheus`."""

@@ -1,0 +1,224 @@
+"""`htfl run EXPERIMENT.toml`: validate, submit, show progress, summarise, record."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from htfl.workstation.config.typed import ConfigError
+
+if TYPE_CHECKING:
+    from htfl.workstation.local_fleet import LocalFleet
+
+console = Console(stderr=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="run an experiment file")
+    p.add_argument("experiment", type=Path)
+    p.add_argument(
+        "--local-fleet",
+        type=int,
+        metavar="N",
+        default=None,
+        help="start a SuperLink and N simulated devices on this machine",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="parent directory of results/<experiment-id>/",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up after this many seconds (default: no limit)",
+    )
+    p.set_defaults(func=run)
+
+
+def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
+    if not path.exists():
+        return [], offset
+    with open(path) as fh:
+        fh.seek(offset)
+        chunk = fh.read()
+    complete = chunk[: chunk.rfind("\n") + 1]
+    events = [json.loads(line) for line in complete.splitlines() if line.strip()]
+    return events, offset + len(complete)
+
+
+def summary_table(results_dir: Path) -> Table:
+    from htfl.workstation.server.results import read_rows
+
+    rows = read_rows(results_dir)
+    last_round = max((int(r["round"]) for r in rows), default=0)
+    table = Table(title=f"{results_dir.name}: round {last_round}")
+    for col in ("device", "class", "arch", "status", "accuracy", "train s", "up B", "down B"):
+        table.add_column(col, justify="right" if col[0].islower() and " " in col else "left")
+    for r in rows:
+        if int(r["round"]) != last_round:
+            continue
+        acc = f"{float(r['test_accuracy']):.3f}" if r["test_accuracy"] else "-"
+        train = f"{float(r['train_seconds']):.2f}" if r["train_seconds"] else "-"
+        table.add_row(
+            r["device"],
+            r["device_class"],
+            r["arch"],
+            r["status"],
+            acc,
+            train,
+            r["bytes_up"] or "-",
+            r["bytes_down"] or "-",
+        )
+    return table
+
+
+def follow(
+    results_dir: Path, status_fn, timeout: float | None, fleet: LocalFleet | None = None
+) -> dict:
+    """Show progress from results/<id>/progress.jsonl until the run ends; return the end event.
+
+    With a local ``fleet``, a process of it that exits is reported at once with its log tail
+    (the ServerApp carries on with the devices it has, as it would in a lab).
+    """
+    reported: set[str] = set()
+    progress_file = results_dir / "progress.jsonl"
+    offset, end_event = 0, None
+    started = time.monotonic()
+    last_status_check = 0.0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("waiting for devices", total=None, info="")
+        while end_event is None:
+            events, offset = _read_events(progress_file, offset)
+            for ev in events:
+                if ev["event"] == "setup":
+                    bar.update(
+                        task, description="setting up devices", info=f"{ev['devices']} devices"
+                    )
+                elif ev["event"] == "round":
+                    acc = "-" if ev["accuracy"] is None else f"{ev['accuracy']:.3f}"
+                    bar.update(
+                        task,
+                        description="training",
+                        total=ev["rounds"],
+                        completed=ev["round"],
+                        info=f"acc {acc}  answering {ev['answered']}/{ev['selected']}",
+                    )
+                elif ev["event"] == "end":
+                    end_event = ev
+            if end_event is not None:
+                break
+            now = time.monotonic()
+            if now - last_status_check > 3:
+                last_status_check = now
+                if fleet is not None and (dead := set(fleet.check_alive()) - reported):
+                    reported |= dead
+                    console.print(
+                        f"[red]fleet process exited:[/red]\n{fleet.log_tails(sorted(dead))}"
+                    )
+                status = status_fn()
+                if status.startswith("finished") and not progress_file.exists():
+                    return {
+                        "status": "failed",
+                        "error": f"the ServerApp ended ({status}) "
+                        "before writing progress; see the SuperLink log",
+                    }
+            if timeout is not None and now - started > timeout:
+                return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
+            time.sleep(0.2)
+    return end_event
+
+
+def run(args: argparse.Namespace) -> int:
+    from htfl.workstation.local_fleet import interrupt_on_signals
+
+    interrupt_on_signals()  # Ctrl-C, kill -INT and SIGTERM stop the run and the fleet
+    from htfl.workstation.config.experiment import load_experiment
+    from htfl.workstation.server import submit
+
+    try:
+        exp = load_experiment(args.experiment)
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    fleet = None
+    results_dir = (args.results / exp.id).resolve()
+    if results_dir.exists() and any(results_dir.iterdir()):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        results_dir = results_dir.with_name(f"{exp.id}-{stamp}")
+    control, run_id = None, None
+    try:
+        if args.local_fleet is not None:
+            from htfl.workstation.local_fleet import LocalFleet, expand_selection
+
+            if not exp.devices.classes:
+                console.print(
+                    f"[red]error:[/red] {exp.source}: --local-fleet needs "
+                    "[devices] classes (counts per class), not names"
+                )
+                return 2
+            devices = expand_selection(exp.devices.classes, args.local_fleet)
+            fleet = LocalFleet(devices, results_dir / "fleet-logs")
+            console.print(
+                f"starting a local fleet: SuperLink + {len(devices)} agents "
+                f"({', '.join(d.name for d in devices)})"
+            )
+            fleet.start()
+            exp = replace(
+                exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
+            )
+        results_dir.mkdir(parents=True, exist_ok=True)
+        control = submit.SuperLinkControl(exp)
+        run_id = control.submit(exp, results_dir)
+        console.print(f"run {run_id} submitted; results in {results_dir}")
+        end = follow(results_dir, lambda: control.status(run_id), args.timeout, fleet)
+        if end.get("status") != "finished":
+            with contextlib.suppress(Exception):  # it may have ended by itself
+                control.stop(run_id)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopping the run[/yellow]")
+        if control is not None and run_id is not None:
+            try:
+                control.stop(run_id)
+            except Exception as err:  # the SuperLink may already be gone
+                console.print(f"could not stop run {run_id}: {err}")
+        return 130
+    finally:
+        if control is not None:
+            control.close()
+        if fleet is not None:
+            fleet.stop()
+    if (results_dir / "rounds.csv").exists():
+        Console().print(summary_table(results_dir))
+    summary_file = results_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else end
+    if summary.get("status") != "finished":
+        console.print(f"[red]experiment failed:[/red] {summary.get('error') or end.get('error')}")
+        return 1
+    acc = summary.get("final_accuracy")
+    console.print(
+        f"finished {summary['rounds']} rounds in {summary['wall_seconds']:.1f} s; "
+        f"final mean accuracy {acc:.4f}"
+        if acc is not None
+        else "finished"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Dataset preparation on the workstation: upstream archives, their loaders, statistics."""

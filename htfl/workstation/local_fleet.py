@@ -1,0 +1,264 @@
+"""A SuperLink and N device agents as real processes on loopback: the simulated fleet.
+
+Every child runs in its own process group under this one's supervision; :meth:`stop` (also run
+on Ctrl-C and at interpreter exit) terminates the groups and waits, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import psutil
+
+from htfl.devices import device_class
+from htfl.workstation.inventory import Host, write_local_inventory
+
+
+def simulated_meter(cls: str) -> dict:
+    """The simulated power meter of a device class: its profile's idle and busy watts."""
+    profile = device_class(cls).profile
+    return {
+        "driver": "simulated",
+        "idle_watts": profile.idle_watts,
+        "busy_watts": profile.busy_watts,
+        "interval": 0.05,
+    }
+
+
+def expand_selection(classes: dict[str, int], count: int | None = None) -> list[Host]:
+    """Local hosts for a fleet, named like lab hosts: ``<class>-01``, ``<class>-02``...
+
+    Each gets the simulated meter of its class; ports are chosen when the fleet starts.
+    """
+    names = [(f"{cls}-{i:02d}", cls) for cls, n in classes.items() for i in range(1, n + 1)]
+    if count is not None:
+        if not names:
+            raise ValueError("a local fleet needs at least one device class")
+        while len(names) < count:  # cycle through classes to reach the requested size
+            cls = names[len(names) % len(classes)][1]
+            n = sum(c == cls for _, c in names) + 1
+            names.append((f"{cls}-{n:02d}", cls))
+        names = names[:count]
+    return [Host(name, cls, "127.0.0.1", simulated_meter(cls), _free_port()) for name, cls in names]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open together while choosing)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _free_port() -> int:
+    return free_ports(1)[0]
+
+
+def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"SuperLink exited with {proc.returncode}; see {log}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"SuperLink did not listen on port {port} within {timeout:.0f} s")
+
+
+@dataclass
+class LocalFleet:
+    devices: list[Host]
+    log_dir: Path
+    port: int = 0
+    torch_threads: int = 1
+    #: seconds between an agent's SuperLink polls while active (None: the agent's default)
+    poll_seconds: float | None = None
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(len(self.devices) + 1)
+        self.port = self.port or ports[0]
+        self.devices = [
+            replace(d, exporter_port=d.exporter_port or port)
+            for d, port in zip(self.devices, ports[1:], strict=True)
+        ]
+        atexit.register(self.stop)
+        env = dict(os.environ)
+        env["FLWR_HOME"] = str(self.log_dir / "flwr-home")
+        bin_dir = Path(sys.executable).parent
+        # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        superlink = self._spawn(
+            "superlink",
+            [
+                str(bin_dir / "flower-superlink"),
+                "--insecure",
+                "--disable-runtime-dependency-installation",
+                "--port",
+                str(self.port),
+                "--database",
+                ":flwr-in-memory:",
+            ],
+            env,
+        )
+        _wait_for_port(self.port, timeout, superlink, self.log_dir / "superlink.log")
+        for device in self.devices:
+            self._spawn(
+                device.name,
+                [
+                    sys.executable,
+                    "-m",
+                    "htfl.cli",
+                    "agent",
+                    "--superlink",
+                    self.address,
+                    "--device-class",
+                    device.device_class,
+                    "--name",
+                    device.name,
+                    "--torch-threads",
+                    str(self.torch_threads),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(device.exporter_port),
+                    "--meter",
+                    json.dumps(device.meter),
+                    # each device its own data dir, unless HTFL_DATA_DIR names a shared one
+                    "--data-dir",
+                    env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),
+                    *(["--poll-interval", str(self.poll_seconds)] if self.poll_seconds else []),
+                ],
+                env,
+            )
+        write_local_inventory(self.inventory_path, self.devices, self.address)
+
+    @property
+    def inventory_path(self) -> Path:
+        """The simulated fleet's inventory: the same contract as a lab's, all hosts local."""
+        return self.log_dir / "inventory.yml"
+
+    def check_alive(self) -> list[str]:
+        """Names of fleet processes that have exited (a crashed agent is worth reporting)."""
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def log_tails(self, names: list[str], lines: int = 15) -> str:
+        """The last ``lines`` of the named processes' logs, headed by each log's path."""
+        out = []
+        for name in names:
+            log = self.log_dir / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            out.append(f"--- {log}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def exit_report(self) -> str:
+        """Empty while every fleet process runs; else which exited, with their log tails."""
+        dead = self.check_alive()
+        return f"fleet processes exited: {dead}\n{self.log_tails(dead)}" if dead else ""
+
+    def wait_for_run(self, results_dir: Path, timeout: float, poll: float = 0.5) -> dict:
+        """The run's ``summary.json`` once it has ended; a failed summary instead if a fleet
+        process exits first (naming it, with its log) or ``timeout`` seconds pass; then
+        ``cause`` says which (``fleet_exited`` or ``timeout``)."""
+        summary = results_dir / "summary.json"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if summary.exists():
+                data = json.loads(summary.read_text())
+                if data.get("status") != "running":
+                    return data
+            if report := self.exit_report():
+                return {"status": "failed", "error": report, "cause": "fleet_exited"}
+            time.sleep(poll)
+        return {"status": "failed", "error": f"timed out after {timeout:.0f} s", "cause": "timeout"}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
+        # group; note every descendant now, before their parents exit and they are re-parented.
+        descendants = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        end = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        _terminate(descendants, max(0.1, end - time.monotonic()))
+        self.procs.clear()
+
+    def __enter__(self) -> LocalFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so whoever runs a fleet stops it.
+
+    A shell starts background jobs with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; a service manager or CI timeout sends SIGTERM.
+    """
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _descendants(pids: list[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.extend(psutil.Process(pid).children(recursive=True))
+    return found
+
+
+def _terminate(procs: list[psutil.Process], timeout: float) -> None:
+    """SIGTERM what is still alive of ``procs``, then SIGKILL what outlives ``timeout``."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+            alive.append(proc)
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(still, timeout=5)

@@ -1,0 +1,99 @@
+"""Learn which devices are connected and pick the experiment's participants among them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from htfl import protocol
+from htfl.workstation.config.experiment import Experiment
+from htfl.workstation.server.exchange import exchange
+
+
+class DeviceSelectionError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Device:
+    node_id: int
+    name: str
+    device_class: str
+    info: dict
+    clock_offset_seconds: float  # device clock minus server clock
+    hello_bytes: tuple[int, int] = (0, 0)  # content bytes of query.hello (down, up)
+
+
+@dataclass(frozen=True)
+class Participant:
+    device: Device
+    client_index: int
+    arch: str
+
+
+def wait_for_nodes(grid: Grid, needed: int, timeout_seconds: float) -> list[int]:
+    end = time.monotonic() + timeout_seconds
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= needed or time.monotonic() >= end:
+            return nodes
+        time.sleep(0.2)
+
+
+def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> list[Device]:
+    """Ask every node who it is (``query.hello``); nodes that do not answer are left out."""
+    messages = [
+        Message(protocol.content(config={}), dst_node_id=n, message_type=protocol.HELLO)
+        for n in nodes
+    ]
+    sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
+    result = exchange(grid, messages, deadline_seconds=timeout_seconds)
+    devices = []
+    for node, reply in result.replies.items():
+        info = protocol.read_config(reply)
+        device_time = protocol.read_metrics(reply).get("device_time", 0.0)
+        midpoint = (result.sent_at + result.received_at[node]) / 2
+        devices.append(
+            Device(
+                node,
+                info["device_name"],
+                info["device_class"],
+                info,
+                device_time - midpoint,
+                (sent[node], protocol.content_bytes(reply)),
+            )
+        )
+    return sorted(devices, key=lambda d: (d.device_class, d.name, d.node_id))
+
+
+def select(devices: list[Device], experiment: Experiment) -> list[Participant]:
+    """Pick devices by class counts or by name, in a stable order; explain any shortfall."""
+    wanted = experiment.devices
+    chosen: list[Device] = []
+    problems = []
+    if wanted.names:
+        by_name = {d.name: d for d in devices}
+        for name in wanted.names:
+            if name in by_name:
+                chosen.append(by_name[name])
+            else:
+                problems.append(f"device {name!r} is not connected")
+    else:
+        for cls, count in wanted.classes.items():
+            available = [d for d in devices if d.device_class == cls]
+            if len(available) < count:
+                problems.append(f"{cls}: {count} wanted, {len(available)} connected")
+            chosen.extend(available[:count])
+    if problems:
+        connected = ", ".join(f"{d.name} ({d.device_class})" for d in devices) or "none"
+        raise DeviceSelectionError(
+            f"{experiment.source}: [devices] cannot be satisfied: {'; '.join(problems)}. "
+            f"Connected: {connected}"
+        )
+    return [
+        Participant(d, index, experiment.models.arch_for(d.device_class))
+        for index, d in enumerate(chosen)
+    ]

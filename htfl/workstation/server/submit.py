@@ -1,0 +1,63 @@
+"""Submit an experiment to a SuperLink through Flower's Control API, watch and stop it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flwr.cli.typing import SuperLinkConnection
+from flwr.cli.utils import init_http_client_from_connection
+from flwr.common.serde import fab_to_proto, user_config_to_proto
+from flwr.proto.control_pb2 import (  # pylint: disable=E0611
+    ListRunsRequest,
+    StartRunRequest,
+    StopRunRequest,
+)
+
+from htfl.workstation.config.experiment import Experiment
+from htfl.workstation.server.fab import build_fab
+
+
+class SuperLinkControl:
+    """One Control API connection for the life of an ``htfl run``."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self.address = exp.superlink.address
+        connection = SuperLinkConnection(
+            name="htfl",
+            address=exp.superlink.address,
+            root_certificates=exp.superlink.root_certificates or None,
+            insecure=exp.superlink.insecure,
+        )
+        self._client = init_http_client_from_connection(connection)
+
+    def submit(self, exp: Experiment, results_dir: Path) -> int:
+        """Start the htfl ServerApp for ``exp``; return Flower's run id."""
+        overrides = {
+            "htfl-experiment": json.dumps(exp.to_dict()),
+            "htfl-results-dir": str(results_dir.resolve()),
+            "htfl-source": str(exp.source),
+        }
+        res = self._client.StartRun(
+            StartRunRequest(
+                fab=fab_to_proto(build_fab()),
+                override_config=user_config_to_proto(overrides),
+            )
+        )
+        if not res.HasField("run_id"):
+            raise RuntimeError(f"SuperLink {self.address} refused the run")
+        return int(res.run_id)
+
+    def status(self, run_id: int) -> str:
+        """Flower's status of the run, e.g. 'running', 'finished:completed'."""
+        run = self._client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict.get(run_id)
+        if run is None:
+            return "unknown"
+        s = run.status
+        return f"{s.status}:{s.sub_status}" if s.sub_status else s.status
+
+    def stop(self, run_id: int) -> None:
+        self._client.StopRun(StopRunRequest(run_id=run_id))
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,1 @@
+"""Test support: emulators, the SSH test fleet, in-process helpers. Never installed."""
