@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from htfl.device.power.config import MeterSpec, specs_from_hostvars
 from htfl.devices import DEVICE_CLASSES
 
 DEFAULT_EXPORTER_PORT = 9464
@@ -181,3 +182,9 @@ def write_local_inventory(path: Path, hosts: list[Host], superlink: str) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=True))
     return path
+
+
+def load_meter_specs(path: str) -> dict[str, MeterSpec]:
+    """The meter of every host of an inventory file."""
+    hostvars, _ = read_hostvars(path)
+    return specs_from_hostvars(hostvars)

@@ -8,7 +8,6 @@ import yaml
 from htfl.device.power.config import (
     MeterSpec,
     MeterSpecError,
-    load_meter_specs,
     make_sampler,
     open_meter,
     specs_from_hostvars,
@@ -20,7 +19,7 @@ from htfl.device.power.drivers.simulated import SimulatedMeter
 from htfl.device.power.drivers.termux import TermuxMeter
 from htfl.device.power.drivers.um import UMMeter
 from htfl.device.power.sampler import Sampler, SerialSampler
-from htfl.workstation.inventory import hostvars_from_document
+from htfl.workstation.inventory import hostvars_from_document, load_meter_specs
 from tests.support.meter_emulators import UMEmulator, constant
 
 

@@ -413,11 +413,3 @@ def specs_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]]) -> dict[str, 
         for host, hv in sorted(hostvars.items())
         if hv.get(INVENTORY_VAR) is not None
     }
-
-
-def load_meter_specs(path: str) -> dict[str, MeterSpec]:
-    """The meter of every host of an inventory file (read by the workstation's inventory)."""
-    from htfl.workstation.inventory import read_hostvars
-
-    hostvars, _ = read_hostvars(path)
-    return specs_from_hostvars(hostvars)
