@@ -4,9 +4,10 @@ For every registered method, real client sides train two rounds (so the upload i
 steady-state one: FedGen's one-off label counts went in round 1, FedKD compresses a real
 update) on digits upsampled to CIFAR's shape (3 x 32 x 32, 10 classes), at ``d = 512``. The
 second upload of client 0 is put in a real Flower reply built with ``htfl.protocol.content``
-(with the metrics a device adds), and ``htfl.protocol.content_bytes`` measures it: the Fleet API
-protobuf bodies Flower sends for that content (see ``content_wire_bytes``). The server's
-download after round 2 is measured the same way.
+(with the metrics a device adds) and pushed through Flower's own SuperNode push step, with
+htfl's adapter counting it as an agent does: the object bodies of the reply's content that
+Flower sends. The server's download after round 2 is pulled through the SuperNode's pull step
+the same way (``tests/support/flower_wire.py``).
 
 Models, at realistic sizes for this input: the private model is ``resnet18`` for FedAvg
 (homogeneous) and ``resnet8`` for the others (their upload does not depend on it); shared
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,14 +30,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from htfl import protocol  # noqa: E402
-from htfl.algorithms import METHODS, fedktl, get_method  # noqa: E402
-from htfl.algorithms.base import TrainSettings  # noqa: E402
-from htfl.datasets import ClientShard, PartitionSpec, client_shard  # noqa: E402
-from htfl.models import build_model  # noqa: E402
-from tests.support.rounds import run_round  # noqa: E402
+from htfl import protocol
+from htfl.algorithms import METHODS, fedktl, get_method
+from htfl.algorithms.base import TrainSettings
+from htfl.datasets import ClientShard, PartitionSpec, client_shard
+from htfl.models import build_model
+from tests.support.flower_wire import pull_message, push_reply
+from tests.support.rounds import run_round
 
 INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
@@ -102,8 +101,8 @@ def measure(name: str, feature_dim: int, clients: int, generator: Path) -> dict:
         "declared": declared,
         "raw": protocol.payload_nbytes(uploads[0].payload),
         "arrays": len(uploads[0].payload),
-        "wire_up": protocol.content_bytes(reply),
-        "wire_down": protocol.content_bytes(train),
+        "wire_up": push_reply(reply).counted,
+        "wire_down": pull_message(train, train.metadata.dst_node_id).counted,
     }
 
 
@@ -111,7 +110,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feature-dim", type=int, default=512)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument(
+        "--methods", default=",".join(sorted(METHODS)), help="comma-separated (default: all)"
+    )
     args = parser.parse_args()
+    names = [n for n in args.methods.split(",") if n]
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(unknown)}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +126,7 @@ def main() -> int:
             torch.manual_seed(0)
             g = fedktl.StyleGenerator(z_dim=512, w_dim=512, mapping_layers=2, channels=[64, 32])
         fedktl.save_generator(g, generator)
-        rows = [measure(n, args.feature_dim, args.clients, generator) for n in sorted(METHODS)]
+        rows = [measure(n, args.feature_dim, args.clients, generator) for n in names]
     print(
         f"# payload per method: d={args.feature_dim}, {NUM_CLASSES} classes, input "
         f"{'x'.join(map(str, INPUT_SHAPE))}; flwr {protocol_version()}, "

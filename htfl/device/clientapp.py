@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
+
+from htfl.flower_internals import ErrorCode
 
 app = ClientApp()
 

@@ -13,25 +13,29 @@ import threading
 import time
 from collections.abc import Callable
 
+import httpx
 from flwr.app import Context, Error, Message
-from flwr.common.constant import ErrorCode, SubStatus
-from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
-from flwr.supercore.constant import TaskType
-from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
-from flwr.supercore.interceptors import (
+
+from htfl.device.instruments import TaskTiming
+from htfl.flower_adapter import SuperNodePacer
+from htfl.flower_internals import (
+    AcquireTaskRequest,
+    ErrorCode,
+    HeartbeatSender,
+    ProtobufCall,
+    ProtobufClientInterceptor,
+    ProtobufRequestContext,
+    RuntimeHttpClient,
     RuntimeTokenHttpInterceptor,
     RuntimeVersionHttpInterceptor,
-)
-from flwr.supercore.retry import make_simple_http_retry_invoker
-from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime.run_clientapp import (
+    SubStatus,
+    TaskType,
+    make_simple_http_retry_invoker,
+    make_task_heartbeat_fn_http,
     pull_task_input,
     push_message,
     push_task_output,
 )
-
-from htfl.device.instruments import TaskTiming
-from htfl.flower_adapter import SuperNodePacer
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +47,20 @@ MessageHandler = Callable[[Message, Context, TaskTiming], Message]
 PhaseObserver = Callable[[str, float], None]
 
 
-class TaskToken(RuntimeTokenHttpInterceptor):
-    """Flower's token interceptor with a token that changes per task, so one HTTP client
-    (one kept-alive connection) serves every task."""
+class TaskToken:
+    """Flower's token interceptor for whichever task is current, so one HTTP client (one
+    kept-alive connection) serves every task."""
 
     def __init__(self) -> None:
-        super().__init__("none")
+        self._current: RuntimeTokenHttpInterceptor | None = None
 
     def set(self, token: str) -> None:
-        self._token = token
+        self._current = RuntimeTokenHttpInterceptor(token)
+
+    def intercept(self, context: ProtobufRequestContext, call_next: ProtobufCall) -> httpx.Response:
+        if self._current is None:  # before the first task: nothing to authenticate
+            return call_next(context)
+        return self._current.intercept(context, call_next)
 
 
 class RuntimeWorker:
@@ -77,7 +86,7 @@ class RuntimeWorker:
         self._token = TaskToken()
         self._task_client: RuntimeHttpClient | None = None
 
-    def _client(self, *interceptors: object) -> RuntimeHttpClient:
+    def _client(self, *interceptors: ProtobufClientInterceptor) -> RuntimeHttpClient:
         return RuntimeHttpClient.from_server_address(
             server_address=self.runtime_api_address,
             insecure=True,

@@ -1,67 +1,37 @@
-"""Bandwidth: ``protocol.content_bytes`` is what Flower sends, and every method's real upload
-matches its declared payload within the framing overhead."""
+"""Bandwidth: the bytes htfl records are the object bodies Flower moves for a message, the same
+on the device and on the server, and every method's real upload matches its declared payload
+within the framing overhead."""
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
-from flwr.proto.message_pb2 import ObjectTree, PullObjectResponse, PushObjectResponse
-from flwr.proto.node_pb2 import Node
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
-from flwr.supercore.inflatable.inflatable_protobuf_utils import make_push_object_fn_protobuf
-from flwr.supercore.inflatable.inflatable_utils import push_objects
-from flwr.supercore.object_store.in_memory_object_store import InMemoryObjectStore
+from flwr.app import Message, Metadata
 
 from htfl import protocol
 from htfl.algorithms import METHODS, get_method
 from tests.algorithms.conftest import (
+    DEVICE_NODE,
     FEATURE_DIM,
+    RUN_ID,
+    SERVER_NODE,
     instruction,
     make_clients,
     method_params,
     reply_to,
     run_round,
 )
+from tests.support.flower_wire import (
+    RecordingSuperLink,
+    grid_pull,
+    grid_push,
+    pull_message,
+    push_reply,
+)
 
 #: Flower's chunk size: an array above it is sent as several ArrayChunk objects.
 CHUNK = 5 * 1024 * 1024
 METRICS = {"train_seconds": 1.25, "train_loss": 0.5, "num_train": 60.0, "handle_seconds": 1.3}
-
-
-def branch_bytes(tree: ObjectTree) -> int:
-    """Bytes the content's branch adds to the message's ObjectTree."""
-    return tree.ByteSize() - ObjectTree(object_id=tree.object_id).ByteSize()
-
-
-def flower_push_bytes(message) -> int:
-    """Run Flower's own push path for the content and add up the requests it builds."""
-    sizes: list[int] = []
-
-    def push(request):
-        sizes.append(request.ByteSize())
-        return PushObjectResponse(stored=True)
-
-    objects = dict(get_all_nested_objects(message.content))
-    node = Node(node_id=message.metadata.src_node_id)
-    fn = make_push_object_fn_protobuf(push, node, message.metadata.run_id, str(uuid.uuid4()))
-    push_objects(objects, fn, keep_objects=True)
-    return sum(sizes) + branch_bytes(get_object_tree(message))
-
-
-def flower_pull_bytes(message) -> int:
-    """Ask a SuperNode's object store what it would pull, and size the responses."""
-    tree = get_object_tree(message)
-    to_pull = InMemoryObjectStore().preregister(message.metadata.run_id, tree)
-    objects = get_all_nested_objects(message)
-    return branch_bytes(tree) + sum(
-        PullObjectResponse(
-            object_found=True, object_available=True, object_content=objects[oid].deflate()
-        ).ByteSize()
-        for oid in to_pull
-        if oid != message.object_id
-    )
 
 
 def awkward_payload() -> dict[str, np.ndarray]:
@@ -79,31 +49,64 @@ def awkward_payload() -> dict[str, np.ndarray]:
     }
 
 
-def test_upload_bytes_are_the_requests_flower_pushes() -> None:
+def test_upload_bytes_are_the_bodies_the_supernode_pushes() -> None:
     ins = instruction(protocol.content(config={"round": 1}, payload={}))
     reply = reply_to(ins, protocol.content(None, awkward_payload(), METRICS))
-    assert protocol.content_bytes(reply) == flower_push_bytes(reply)
+    moved = push_reply(reply)
+    assert moved.counted == moved.body_bytes(leave_out=reply.metadata.message_id)
+    ids = [oid for oid, _ in moved.bodies]
+    assert len(ids) == len(set(ids))  # each distinct object once
+    assert moved.counted < protocol.payload_nbytes(awkward_payload())  # shared chunk once
 
 
-def test_download_bytes_are_the_responses_a_supernode_pulls() -> None:
+def test_download_bytes_are_the_bodies_the_supernode_pulls() -> None:
     ins = instruction(protocol.content(config={"round": 1}, payload=awkward_payload()))
-    assert protocol.content_bytes(ins) == flower_pull_bytes(ins)
+    moved = pull_message(ins, DEVICE_NODE)
+    assert moved.counted == moved.body_bytes(leave_out=ins.metadata.message_id)
     # the chunk shared by two arrays is pulled twice but pushed once
-    reply = reply_to(ins, protocol.content(None, awkward_payload(), None))
-    assert protocol.content_bytes(ins) - protocol.content_bytes(reply) > 0.99 * CHUNK
+    up = push_reply(reply_to(ins, protocol.content(None, awkward_payload(), None)))
+    assert moved.counted - up.counted > 0.99 * CHUNK
+
+
+def test_the_server_grid_counts_what_the_device_moves() -> None:
+    ins = instruction(protocol.content(config={"round": 1}, payload=awkward_payload()))
+    reply = reply_to(ins, protocol.content(None, awkward_payload(), METRICS))
+    (sent,) = grid_push([ins])
+    assert sent == pull_message(ins, DEVICE_NODE).counted
+    assert grid_pull(reply) == push_reply(reply).counted
+
+
+def to_node(node: int, content) -> Message:
+    """One device's copy of a broadcast (``Grid.push_messages`` sets the id the same way)."""
+    metadata = Metadata(RUN_ID, "", SERVER_NODE, node, "", "", 1.0e9, 3600.0, "train", 1, None)
+    message = Message(content=content, metadata=metadata)
+    message.metadata.__dict__["_message_id"] = message.object_id
+    return message
+
+
+def test_a_broadcast_is_pushed_once_and_counted_for_every_device() -> None:
+    payload = {"w": np.arange(100_000, dtype=np.float32)}
+    messages = [to_node(100 + i, protocol.content({"round": 1}, payload)) for i in range(3)]
+    superlink = RecordingSuperLink()
+    counts = grid_push(messages, superlink)
+    assert len(set(counts)) == 1 and counts[0] > 400_000
+    assert sum(len(body) for _, body in superlink.pushed) < 1.5 * counts[0]  # array once
+    # the SuperLink already holds the array: a second push sends less, counts the same
+    again = [instruction(protocol.content(config={"round": 2}, payload=payload))]
+    assert grid_push(again, superlink) == [pull_message(again[0], DEVICE_NODE).counted]
 
 
 def test_identical_arrays_in_one_message_travel_once() -> None:
     ins = instruction(protocol.content(payload={}))
-    one = protocol.content_bytes(reply_to(ins, protocol.content(payload={"x": np.ones(50_000)})))
-    two = protocol.content_bytes(
+    one = push_reply(reply_to(ins, protocol.content(payload={"x": np.ones(50_000)}))).counted
+    two = push_reply(
         reply_to(ins, protocol.content(payload={"x": np.ones(50_000), "y": np.ones(50_000)}))
-    )
+    ).counted
     assert two - one < 200  # a second name in the record, not a second 400 KB array
 
 
 #: Framing allowed around the arrays: per message (records, metrics) and per array
-#: (npy header, Array/ArrayChunk headers, object ids in requests and tree).
+#: (npy header, Array/ArrayChunk headers and the ids of their children).
 PER_MESSAGE, PER_ARRAY = 1500, 1000
 
 
@@ -131,7 +134,7 @@ def test_real_upload_matches_the_declared_payload(name: str, generator_file) -> 
         assert raw == declared
     train = instruction(protocol.content(config={"round": 2}, payload=server.global_payload()))
     reply = reply_to(train, protocol.content(None, upload, METRICS))
-    wire = protocol.content_bytes(reply)
+    wire = push_reply(reply).counted
     assert raw < wire <= raw + PER_MESSAGE + PER_ARRAY * len(upload)
     if declared >= 100_000 and name != "fedkd":
         assert wire / declared <= 1.05

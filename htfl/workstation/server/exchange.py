@@ -2,7 +2,9 @@
 
 Flower's ``Grid.send_and_receive`` polls every 3 s and waits for every reply; a testbed needs a
 short poll (round latency is a measured quantity) and a deadline after which late devices are
-recorded rather than waited for. Only the public Grid API is used.
+recorded rather than waited for. Only the public Grid API is used; the bytes each message put
+on the wire come from what the Grid moved (``flower_adapter.grid_wire``, None where Flower
+runs stock).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 
 from flwr.app import Message
 from flwr.serverapp import Grid
+
+from htfl.flower_adapter import grid_wire
 
 
 @dataclass
@@ -23,6 +27,10 @@ class Exchange:
     missing: list[int] = field(default_factory=list)
     sent_at: float = 0.0
     received_at: dict[int, float] = field(default_factory=dict)
+    #: Content bytes of the message sent to each node, as the Grid pushed it.
+    bytes_sent: dict[int, int | None] = field(default_factory=dict)
+    #: Content bytes of each node's reply, as the Grid pulled it.
+    bytes_received: dict[int, int | None] = field(default_factory=dict)
 
 
 def exchange(
@@ -42,6 +50,7 @@ def exchange(
     ids = list(grid.push_messages(messages))
     node_of = {mid: msg.metadata.dst_node_id for mid, msg in zip(ids, messages, strict=True)}
     for mid, msg in zip(ids, messages, strict=True):
+        result.bytes_sent[msg.metadata.dst_node_id] = grid_wire.sent_bytes(mid) if mid else None
         if not mid:  # the SuperLink stores no message for a node that left
             result.errors[msg.metadata.dst_node_id] = (
                 "the SuperLink refused the message: the node is no longer connected"
@@ -56,6 +65,7 @@ def exchange(
             pending.discard(mid)
             node = node_of[mid]
             result.received_at[node] = time.time()
+            result.bytes_received[node] = grid_wire.received_bytes(reply.metadata.message_id)
             if reply.has_error():
                 result.errors[node] = f"{reply.error.code}: {reply.error.reason}"
             else:

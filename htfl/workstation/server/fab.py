@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from flwr.cli.build import build_fab_from_files
-from flwr.supercore.fab import Fab
-
 import htfl
+from htfl.flower_internals import Fab, build_fab_from_files
 
 PUBLISHER = "htfl"
 APP_NAME = "htfl"

@@ -66,11 +66,13 @@ def _message(p: Participant, kind: str, config: dict, payload=None) -> Message:
 
 def weighted_accuracy(rows: list[ClientRoundRow]) -> float | None:
     """Sample-weighted mean test accuracy, as HtFLlib reports it."""
-    scored = [r for r in rows if r.test_accuracy is not None and r.num_test]
-    total = sum(r.num_test for r in scored)  # type: ignore[misc]
+    scored = [
+        (r.test_accuracy, r.num_test) for r in rows if r.test_accuracy is not None and r.num_test
+    ]
+    total = sum(n for _, n in scored)
     if not total:
         return None
-    return sum(r.test_accuracy * r.num_test for r in scored) / total  # type: ignore[operator]
+    return sum(acc * n for acc, n in scored) / total
 
 
 class RoundLoop:
@@ -127,8 +129,8 @@ class RoundLoop:
             )
             for p in self.participants
         ]
-        sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
         result = exchange(self.grid, messages, deadline_seconds=exp.devices.deadline_seconds)
+        sent, received = result.bytes_sent, result.bytes_received
         failed = {n: e for n, e in result.errors.items()}
         failed.update({n: "no reply before the deadline" for n in result.missing})
         if failed:
@@ -151,8 +153,8 @@ class RoundLoop:
                 device = setup.participant.device
                 self.metrics.add_setup_bytes(
                     device.name,
-                    device.hello_bytes[0] + sent[node],
-                    device.hello_bytes[1] + protocol.content_bytes(result.replies[node]),
+                    device.hello_bytes[0] + (sent.get(node) or 0),
+                    device.hello_bytes[1] + (received.get(node) or 0),
                 )
         self.results.write_json(
             "setup.json",
@@ -168,8 +170,8 @@ class RoundLoop:
                     "label_counts": s.label_counts,
                     "hello_bytes_down": s.participant.device.hello_bytes[0],
                     "hello_bytes_up": s.participant.device.hello_bytes[1],
-                    "setup_bytes_down": sent[node],
-                    "setup_bytes_up": protocol.content_bytes(result.replies[node]),
+                    "setup_bytes_down": sent.get(node),
+                    "setup_bytes_up": received.get(node),
                 }
                 for node, s in sorted(
                     self.setups.items(), key=lambda kv: kv[1].participant.client_index
@@ -229,7 +231,7 @@ class RoundLoop:
             "wall_seconds": time.time() - started,
         }
 
-    def _rows(self, rnd: int, ex: Exchange, bytes_down: dict[int, int]) -> list[ClientRoundRow]:
+    def _rows(self, rnd: int, ex: Exchange) -> list[ClientRoundRow]:
         rows = []
         for p in self.participants:
             node = p.device.node_id
@@ -242,13 +244,13 @@ class RoundLoop:
                 client_index=p.client_index,
                 status="ok",
                 round_started=ex.sent_at,
-                bytes_down=bytes_down.get(node),
+                bytes_down=ex.bytes_sent.get(node),
             )
             if node in ex.replies:
                 reply = ex.replies[node]
                 m = protocol.read_metrics(reply)
                 row.round_trip_seconds = ex.received_at[node] - ex.sent_at
-                row.bytes_up = protocol.content_bytes(reply)
+                row.bytes_up = ex.bytes_received.get(node)
                 for key in _DEVICE_FIGURES:
                     if key in m:
                         setattr(row, key, m[key])
@@ -266,7 +268,6 @@ class RoundLoop:
 
     def _train_round(self, rnd: int, payload) -> tuple[list[ClientRoundRow], list[Upload], int]:
         messages = [_message(p, protocol.TRAIN, {"round": rnd}, payload) for p in self.participants]
-        bytes_down = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
         t0 = time.time()
         ex = exchange(
             self.grid,
@@ -275,7 +276,7 @@ class RoundLoop:
             min_replies=self.exp.devices.min_replies,
         )
         self._wait_seconds += time.time() - t0
-        rows = self._rows(rnd, ex, bytes_down)
+        rows = self._rows(rnd, ex)
         uploads = []
         for node, reply in ex.replies.items():
             setup = self.setups[node]
@@ -293,17 +294,16 @@ class RoundLoop:
     def _evaluate_round(self, rows: list[ClientRoundRow], payload) -> None:
         targets = [self.by_node[r.node_id] for r in rows]
         messages = [_message(p, protocol.EVALUATE, {}, payload) for p in targets]
-        sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
         t0 = time.time()
         ex = exchange(self.grid, messages, deadline_seconds=self.exp.devices.deadline_seconds)
         self._wait_seconds += time.time() - t0
         for row in rows:
-            row.eval_bytes_down = sent[row.node_id]
+            row.eval_bytes_down = ex.bytes_sent.get(row.node_id)
             reply = ex.replies.get(row.node_id)
             if reply is None:
                 continue
             m = protocol.read_metrics(reply)
-            row.eval_bytes_up = protocol.content_bytes(reply)
+            row.eval_bytes_up = ex.bytes_received.get(row.node_id)
             row.test_accuracy = m.get("test_accuracy")
             row.test_loss = m.get("test_loss")
             row.evaluate_seconds = m.get("evaluate_seconds")

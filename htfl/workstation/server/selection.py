@@ -49,7 +49,6 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
         Message(protocol.content(config={}), dst_node_id=n, message_type=protocol.HELLO)
         for n in nodes
     ]
-    sent = {m.metadata.dst_node_id: protocol.content_bytes(m) for m in messages}
     result = exchange(grid, messages, deadline_seconds=timeout_seconds)
     devices = []
     for node, reply in result.replies.items():
@@ -63,7 +62,7 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
                 info["device_class"],
                 info,
                 device_time - midpoint,
-                (sent[node], protocol.content_bytes(reply)),
+                (result.bytes_sent.get(node) or 0, result.bytes_received.get(node) or 0),
             )
         )
     return sorted(devices, key=lambda d: (d.device_class, d.name, d.node_id))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flwr.cli.typing import SuperLinkConnection
-from flwr.cli.utils import init_http_client_from_connection
-from flwr.common.serde import fab_to_proto, user_config_to_proto
-from flwr.proto.control_pb2 import (  # pylint: disable=E0611
+from flwr.app import UserConfig
+
+from htfl.flower_internals import (
     ListRunsRequest,
     StartRunRequest,
     StopRunRequest,
+    SuperLinkConnection,
+    fab_to_proto,
+    init_http_client_from_connection,
+    user_config_to_proto,
 )
-
 from htfl.workstation.config.experiment import Experiment
 from htfl.workstation.server.fab import build_fab
 
@@ -33,7 +35,7 @@ class SuperLinkControl:
 
     def submit(self, exp: Experiment, results_dir: Path) -> int:
         """Start the htfl ServerApp for ``exp``; return Flower's run id."""
-        overrides = {
+        overrides: UserConfig = {
             "htfl-experiment": json.dumps(exp.to_dict()),
             "htfl-results-dir": str(results_dir.resolve()),
             "htfl-source": str(exp.source),
