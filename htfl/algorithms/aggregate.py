@@ -17,7 +17,9 @@ def weighted_average(payloads: list[Payload], weights: list[float]) -> Payload:
         raise ValueError("weighted_average needs at least one payload and a positive total weight")
     out: Payload = {}
     for key in payloads[0]:
-        acc = sum(w * p[key].astype(np.float64) for p, w in zip(payloads, weights, strict=True))
+        acc = np.zeros(payloads[0][key].shape, np.float64)
+        for p, w in zip(payloads, weights, strict=True):
+            acc += w * p[key].astype(np.float64)
         out[key] = (acc / total).astype(payloads[0][key].dtype)
     return out
 

@@ -1,6 +1,8 @@
 """What every HtFL method is: a client side, a server side, and the payload between them.
 
-A method module defines ``Params`` (a frozen dataclass validated before a run starts), a
+A method module defines ``Params`` (a pydantic table, :func:`htfl.validation.table`, so the
+experiment loader validates it with every other section before a run starts; a ``Params`` that
+names files may add ``check_files() -> list[str]``, run by the preflight step), a
 ``ClientSide`` that lives on the device with the private model, a ``ServerSide`` that lives in
 the ServerApp, and ``declared_upload_bytes``. Only :data:`Payload` (named numpy arrays) ever
 crosses the message boundary, so what a method exchanges is explicit and measurable.
@@ -26,7 +28,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +38,10 @@ from torch.nn import functional as F
 from htfl.datasets import ClientShard
 from htfl.datasets.torch_data import to_loader
 from htfl.models import SplitModel, build_model
+from htfl.validation import Int, Number, above, at_least, table
+
+#: A module type kept through :meth:`ClientSide.add_module` (a Linear stays a Linear).
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 Payload = dict[str, np.ndarray]
 
@@ -46,27 +52,15 @@ log = logging.getLogger(__name__)
 DEFAULT_INPUT_SHAPE: tuple[int, ...] = (1, 8, 8)
 
 
-@dataclass(frozen=True)
+@table
 class TrainSettings:
     """Local-training hyperparameters shared by every method."""
 
-    local_epochs: int = 1
-    batch_size: int = 10
-    learning_rate: float = 0.01
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.local_epochs < 1:
-            out.append(f"local_epochs: expected an integer >= 1, got {self.local_epochs}")
-        if self.batch_size < 1:
-            out.append(f"batch_size: expected an integer >= 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            out.append(f"learning_rate: expected a number > 0, got {self.learning_rate}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            out.append("momentum and weight_decay must be >= 0")
-        return out
+    local_epochs: Annotated[Int, at_least(1)] = 1
+    batch_size: Annotated[Int, at_least(1)] = 10
+    learning_rate: Annotated[Number, above(0)] = 0.01
+    momentum: Annotated[Number, at_least(0)] = 0.0
+    weight_decay: Annotated[Number, at_least(0)] = 0.0
 
 
 @dataclass
@@ -155,7 +149,7 @@ class ClientSide(ABC):
         """The experiment's seed, shared by every client (``seed`` is experiment seed + index)."""
         return self.seed - self.shard.client_index
 
-    def add_module(self, module: nn.Module, learning_rate: float | None = None) -> nn.Module:
+    def add_module(self, module: ModuleT, learning_rate: float | None = None) -> ModuleT:
         """Train ``module`` beside the private model (same optimizer, its own learning rate)."""
         self.extra_modules.append(module)
         params = [p for p in module.parameters() if p.requires_grad]
@@ -264,10 +258,9 @@ class ServerSide(ABC):
         """The method's own update from the (finite) uploads of a round; may be empty."""
 
 
-@dataclass(frozen=True)
+@table
 class NoParams:
-    def problems(self) -> list[str]:
-        return []
+    """The parameters of a method that takes none (any key is unknown)."""
 
 
 #: ``declared_upload_bytes(params, num_classes, feature_dim, model_bytes, input_shape=None)``:

@@ -1,30 +1,19 @@
-"""Parameter checks for ``Params.problems()``; messages read ``name: expected ..., got ...``.
-
-The experiment loader prefixes them with ``algorithm.params.``.
+"""Field types for methods' ``Params``: each carries its check, so the experiment loader reports
+``algorithm.params.name: expected ..., got ...`` for every bad parameter at once.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from htfl.models import ARCHITECTURES
+from htfl.validation import Int, Number, Text, above, at_least, one_of, within
 
-
-def number_at_least(name: str, value: float, low: float) -> list[str]:
-    return [] if value >= low else [f"{name}: expected a number >= {low:g}, got {value:g}"]
-
-
-def number_above(name: str, value: float, low: float) -> list[str]:
-    return [] if value > low else [f"{name}: expected a number > {low:g}, got {value:g}"]
-
-
-def integer_at_least(name: str, value: int, low: int) -> list[str]:
-    return [] if value >= low else [f"{name}: expected an integer >= {low}, got {value}"]
-
-
-def fraction(name: str, value: float) -> list[str]:
-    return [] if 0 <= value <= 1 else [f"{name}: expected a number in [0, 1], got {value:g}"]
-
-
-def architecture(name: str, arch: str) -> list[str]:
-    if arch in ARCHITECTURES:
-        return []
-    return [f"{name}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}"]
+NonNegative = Annotated[Number, at_least(0)]
+Positive = Annotated[Number, above(0)]
+Fraction = Annotated[Number, within(0, 1)]  # [0, 1]
+Share = Annotated[Number, within(0, 1, low_open=True)]  # (0, 1]
+Count = Annotated[Int, at_least(0)]
+AtLeastOne = Annotated[Int, at_least(1)]
+AtLeastTwo = Annotated[Int, at_least(2)]  # a batch BatchNorm can train on
+Architecture = Annotated[Text, one_of(ARCHITECTURES, "architecture")]

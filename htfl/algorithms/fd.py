@@ -22,8 +22,6 @@ Differences from HtFLlib's ``clientfd.py`` / ``serverfd.py``, where we follow th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -32,18 +30,13 @@ from htfl.algorithms import checks
 from htfl.algorithms.aggregate import mean_over_holders
 from htfl.algorithms.base import ClientSide, Method, Payload, ServerSide, Upload
 from htfl.algorithms.distill import kd_loss
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FDParams:
-    lamda: float = 1.0  # weight of the distillation term
-    temperature: float = 1.0
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.number_at_least("lamda", self.lamda, 0),
-            *checks.number_above("temperature", self.temperature, 0),
-        ]
+    lamda: checks.NonNegative = 1.0  # weight of the distillation term
+    temperature: checks.Positive = 1.0
 
 
 def global_logits(uploads: list[Upload], num_classes: int) -> Payload:

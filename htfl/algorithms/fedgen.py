@@ -24,8 +24,6 @@ Differences from HtFLlib's ``clientgen.py`` / ``servergen.py``, where we follow 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -35,28 +33,19 @@ from htfl.algorithms import checks
 from htfl.algorithms.base import Method, Payload, Upload
 from htfl.algorithms.lg_fedavg import HeadAveragingServer, HeadSharingClient
 from htfl.algorithms.state import linear_bytes, load_module_payload, module_payload
+from htfl.validation import table
 
 GENERATOR = "generator."
 
 
-@dataclass(frozen=True)
+@table
 class FedGenParams:
-    lamda: float = 1.0  # weight of the generated-feature loss on the client
-    noise_dim: int = 32
-    hidden_dim: int = 256
-    generator_learning_rate: float = 0.005
-    server_epochs: int = 100  # generator steps per round
-    generator_batch_size: int = 32
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.number_at_least("lamda", self.lamda, 0),
-            *checks.integer_at_least("noise_dim", self.noise_dim, 1),
-            *checks.integer_at_least("hidden_dim", self.hidden_dim, 1),
-            *checks.number_above("generator_learning_rate", self.generator_learning_rate, 0),
-            *checks.integer_at_least("server_epochs", self.server_epochs, 1),
-            *checks.integer_at_least("generator_batch_size", self.generator_batch_size, 2),
-        ]
+    lamda: checks.NonNegative = 1.0  # weight of the generated-feature loss on the client
+    noise_dim: checks.AtLeastOne = 32
+    hidden_dim: checks.AtLeastOne = 256
+    generator_learning_rate: checks.Positive = 0.005
+    server_epochs: checks.AtLeastOne = 100  # generator steps per round
+    generator_batch_size: checks.AtLeastTwo = 32
 
 
 class FeatureGenerator(nn.Module):

@@ -12,8 +12,6 @@ training example, unweighted; ``server_epochs`` passes of mini-batch SGD per rou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -23,20 +21,14 @@ from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import Method, Payload, ServerSide, Upload
 from htfl.algorithms.lg_fedavg import HEAD, HeadSharingClient
 from htfl.algorithms.state import head_payload, seeded_head
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FedGHParams:
-    server_epochs: int = 100
-    server_learning_rate: float = 0.01
-    server_batch_size: int = 10
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.integer_at_least("server_epochs", self.server_epochs, 1),
-            *checks.number_above("server_learning_rate", self.server_learning_rate, 0),
-            *checks.integer_at_least("server_batch_size", self.server_batch_size, 1),
-        ]
+    server_epochs: checks.AtLeastOne = 100
+    server_learning_rate: checks.Positive = 0.01
+    server_batch_size: checks.AtLeastOne = 10
 
 
 def train_head(

@@ -32,8 +32,6 @@ Differences from HtFLlib's ``clientkd.py`` / ``serverkd.py``, where we follow th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -52,6 +50,7 @@ from htfl.algorithms.base import (
 from htfl.algorithms.distill import mutual_kd_losses
 from htfl.algorithms.state import scalar
 from htfl.models import build_model
+from htfl.validation import table
 
 #: Suffixes of a compressed matrix's three factors in a payload.
 FACTORS = (":u", ":s", ":v")
@@ -59,25 +58,13 @@ VERSION, BASE_VERSION, ENERGY = "version", "base_version", "energy"
 _META = (VERSION, BASE_VERSION, ENERGY)
 
 
-@dataclass(frozen=True)
+@table
 class FedKDParams:
-    shared_arch: str = "cnn4"
-    mentee_learning_rate: float = 0.01
-    energy_start: float = 0.95
-    energy_end: float = 0.98
-    ramp_rounds: int = 100  # rounds over which the energy threshold rises (the paper: all of them)
-
-    def problems(self) -> list[str]:
-        out = [
-            *checks.architecture("shared_arch", self.shared_arch),
-            *checks.number_above("mentee_learning_rate", self.mentee_learning_rate, 0),
-            *checks.integer_at_least("ramp_rounds", self.ramp_rounds, 1),
-        ]
-        for name in ("energy_start", "energy_end"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                out.append(f"{name}: expected a number in (0, 1], got {value:g}")
-        return out
+    shared_arch: checks.Architecture = "cnn4"
+    mentee_learning_rate: checks.Positive = 0.01
+    energy_start: checks.Share = 0.95
+    energy_end: checks.Share = 0.98
+    ramp_rounds: checks.AtLeastOne = 100  # rounds over which the threshold rises (the paper: all)
 
 
 def energy_at(round_number: int, start: float, end: float, ramp_rounds: int) -> float:
@@ -93,7 +80,7 @@ def energy_rank(singular_values: np.ndarray, energy: float) -> int:
     if total <= 0:
         return 1
     kept = np.cumsum(squares) / total
-    return int(min(np.searchsorted(kept, energy - 1e-12) + 1, len(squares)))
+    return min(int(np.searchsorted(kept, energy - 1e-12)) + 1, len(squares))
 
 
 def compress(arrays: dict[str, np.ndarray], energy: float) -> Payload:

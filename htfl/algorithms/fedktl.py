@@ -43,17 +43,19 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field
 from torch import nn
 from torch.nn import functional as F
 
 from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import ClientSide, Method, Payload, ServerSide, Upload, class_means
 from htfl.algorithms.state import load_module_payload, module_payload
+from htfl.validation import Text, fail, table
 
 GENERATOR_FORMAT = "htfl.fedktl.generator"
 ETF, IMAGES, LATENTS, PRESENT = "etf", "images", "latents", "present"
@@ -70,7 +72,7 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, z_dim: int, w_dim: int, mapping_layers: int, channels: list[int]) -> None:
         super().__init__()
-        self.config = {
+        self.config: dict[str, Any] = {
             "z_dim": z_dim,
             "w_dim": w_dim,
             "mapping_layers": mapping_layers,
@@ -165,47 +167,35 @@ def _load_generator(path: str, mtime_ns: int, size: int) -> StyleGenerator:
 
 
 # --- parameters -----------------------------------------------------------------------------
-@dataclass(frozen=True)
+def _generator_named(path: str) -> str:
+    if not path:
+        raise fail("required: a generator file written by htfl.algorithms.fedktl.save_generator")
+    # Resolve where the experiment file is read, so the ServerApp (whose working directory may
+    # differ) and the recorded experiment name the same file.
+    return os.path.abspath(os.path.expanduser(path))
+
+
+@table
 class FedKTLParams:
-    generator_path: str = ""
-    mu: float = 50.0  # client: weight of the image -> latent regression
-    lamda: float = 1.0  # server: weight of the centroid term
-    margin: float = 0.5  # ArcFace angular margin (radians)
-    scale: float = 64.0  # ArcFace scale
-    image_size: int = 32  # side of the images sent to clients
-    server_epochs: int = 100
-    server_learning_rate: float = 0.01
-    server_batch_size: int = 100
+    generator_path: Annotated[
+        Text, AfterValidator(_generator_named), Field(validate_default=True)
+    ] = ""
+    mu: checks.NonNegative = 50.0  # client: weight of the image -> latent regression
+    lamda: checks.NonNegative = 1.0  # server: weight of the centroid term
+    margin: checks.NonNegative = 0.5  # ArcFace angular margin (radians)
+    scale: checks.Positive = 64.0  # ArcFace scale
+    image_size: checks.AtLeastOne = 32  # side of the images sent to clients
+    server_epochs: checks.AtLeastOne = 100
+    server_learning_rate: checks.Positive = 0.01
+    server_batch_size: checks.AtLeastTwo = 100
 
-    def __post_init__(self) -> None:
-        # Resolve where the experiment file is read, so the ServerApp (whose working directory
-        # may differ) and the recorded experiment name the same file.
-        if self.generator_path:
-            path = os.path.abspath(os.path.expanduser(self.generator_path))
-            object.__setattr__(self, "generator_path", path)
-
-    def problems(self) -> list[str]:
-        out = [
-            *checks.number_at_least("mu", self.mu, 0),
-            *checks.number_at_least("lamda", self.lamda, 0),
-            *checks.number_at_least("margin", self.margin, 0),
-            *checks.number_above("scale", self.scale, 0),
-            *checks.integer_at_least("image_size", self.image_size, 1),
-            *checks.integer_at_least("server_epochs", self.server_epochs, 1),
-            *checks.number_above("server_learning_rate", self.server_learning_rate, 0),
-            *checks.integer_at_least("server_batch_size", self.server_batch_size, 2),
-        ]
-        if not self.generator_path:
-            out.append(
-                "generator_path: required: a generator file written by "
-                "htfl.algorithms.fedktl.save_generator"
-            )
-        else:
-            try:
-                load_generator(self.generator_path)
-            except GeneratorFileError as err:
-                out.append(f"generator_path: {err}")
-        return out
+    def check_files(self) -> list[str]:
+        """The preflight step: the generator file must load (validation reads no file)."""
+        try:
+            load_generator(self.generator_path)
+        except GeneratorFileError as err:
+            return [f"generator_path: {err}"]
+        return []
 
 
 # --- pure pieces of the method ----------------------------------------------------------------
@@ -231,10 +221,13 @@ def arcface_logits(
 def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidths=(10.0, 15.0, 20.0, 50.0)) -> torch.Tensor:
     """Maximum mean discrepancy with a sum of RBF kernels ``exp(-d^2 / (2 a))`` (biased)."""
     dxx, dyy, dxy = torch.cdist(x, x) ** 2, torch.cdist(y, y) ** 2, torch.cdist(x, y) ** 2
-    k = sum(
+    terms = [
         torch.exp(-0.5 * dxx / a) + torch.exp(-0.5 * dyy / a) - 2 * torch.exp(-0.5 * dxy / a)
         for a in bandwidths
-    )
+    ]
+    k = terms[0]
+    for term in terms[1:]:
+        k = k + term
     return k.mean()
 
 
@@ -310,6 +303,8 @@ class FedKTLClient(ClientSide):
                 self.pairs = (adapted, latents)
 
     def _cosine(self, x: torch.Tensor) -> torch.Tensor:
+        if self.etf is None:
+            raise RuntimeError("FedKTL trains against the server's ETF; none was received yet")
         return F.normalize(self.model(x), dim=1) @ self.etf.T
 
     def training_loss(self, x, y):

@@ -22,7 +22,6 @@ train) defaults to 0 rather than 50, to suit short testbed runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -35,27 +34,20 @@ from htfl.algorithms import checks
 from htfl.algorithms.aggregate import mean_over_holders
 from htfl.algorithms.base import ClientSide, Method, Payload, ServerSide, Upload
 from htfl.datasets.torch_data import to_loader
+from htfl.models import SplitModel
+from htfl.validation import table
 
 GUIDES, GRADS, PRESENT = "guides", "grads", "present"
 
 
-@dataclass(frozen=True)
+@table
 class FedL2GParams:
     guide_space: Literal["feature", "logit"] = "feature"
-    server_learning_rate: float = 1.0
-    study_batches: int = 1
-    quiz_batches: int = 1
-    warm_up_rounds: int = 0
-    max_grad_norm: float = 100.0
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.number_above("server_learning_rate", self.server_learning_rate, 0),
-            *checks.integer_at_least("study_batches", self.study_batches, 1),
-            *checks.integer_at_least("quiz_batches", self.quiz_batches, 1),
-            *checks.integer_at_least("warm_up_rounds", self.warm_up_rounds, 0),
-            *checks.number_above("max_grad_norm", self.max_grad_norm, 0),
-        ]
+    server_learning_rate: checks.Positive = 1.0
+    study_batches: checks.AtLeastOne = 1
+    quiz_batches: checks.AtLeastOne = 1
+    warm_up_rounds: checks.Count = 0
+    max_grad_norm: checks.Positive = 100.0
 
 
 def guide_dim(params: FedL2GParams, num_classes: int, feature_dim: int) -> int:
@@ -80,7 +72,7 @@ def guide_step(
 class _WithFeatures(nn.Module):
     """``forward`` returning (features, logits), so ``functional_call`` can reach both."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: SplitModel) -> None:
         super().__init__()
         self.model = model
 
@@ -132,9 +124,9 @@ class FedL2GClient(ClientSide):
             return np.zeros((c, dim), np.float32), np.zeros(c, np.float32)
         guides = self.guides.clone().requires_grad_(True)
         self.model.train()
-        params = dict(self.wrapped.named_parameters())
+        params: dict[str, torch.Tensor] = dict(self.wrapped.named_parameters())
         buffers = {k: v.clone() for k, v in self.wrapped.named_buffers()}
-        study_loss, batches = 0.0, 0
+        study_loss, batches = torch.zeros(()), 0
         for x, y in self._train_loader:
             if batches == self.params.study_batches:
                 break

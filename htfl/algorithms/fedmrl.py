@@ -23,8 +23,6 @@ Differences from HtFLlib's ``clientmrl.py`` / ``servermrl.py``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -33,18 +31,13 @@ from htfl.algorithms import checks
 from htfl.algorithms.base import ClientSide, Method, Payload
 from htfl.algorithms.shared import SharedModelServer, shared_model_bytes
 from htfl.algorithms.state import load_module_payload, module_payload
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FedMRLParams:
-    sub_feature_dim: int = 0  # the shared model's (low) feature dimension; 0: d // 4
-    shared_arch: str = "cnn4"
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.integer_at_least("sub_feature_dim", self.sub_feature_dim, 0),
-            *checks.architecture("shared_arch", self.shared_arch),
-        ]
+    sub_feature_dim: checks.Count = 0  # the shared model's (low) feature dimension; 0: d // 4
+    shared_arch: checks.Architecture = "cnn4"
 
     def sub_dim(self, feature_dim: int) -> int:
         """The shared feature dimension for a federation of ``feature_dim`` (HtFLlib: 128/512)."""

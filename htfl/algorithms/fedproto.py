@@ -7,11 +7,9 @@ HtFLlib) by the nearest global prototype once one exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from htfl.algorithms import prototypes
+from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import (
     ClientSide,
     Method,
@@ -21,14 +19,12 @@ from htfl.algorithms.base import (
     mse_to_prototypes,
     nearest_prototype_scores,
 )
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FedProtoParams:
-    lamda: float = 1.0
-
-    def problems(self) -> list[str]:
-        return [] if self.lamda >= 0 else [f"lamda: expected a number >= 0, got {self.lamda}"]
+    lamda: checks.NonNegative = 1.0
 
 
 class PrototypeClient(ClientSide):

@@ -10,39 +10,24 @@ mean of the clients' prototypes of k) to the nearest other centre. Checked again
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from htfl.algorithms import prototypes
+from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import Method, Payload, ServerSide, Upload
 from htfl.algorithms.fedproto import PrototypeClient
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FedTGPParams:
-    lamda: float = 0.1
-    tau: float = 100.0  # margin threshold
-    server_epochs: int = 100
-    server_learning_rate: float = 0.01
-    server_batch_size: int = 10
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.lamda < 0:
-            out.append(f"lamda: expected a number >= 0, got {self.lamda}")
-        if self.tau <= 0:
-            out.append(f"tau: expected a number > 0, got {self.tau}")
-        if self.server_epochs < 1:
-            out.append(f"server_epochs: expected an integer >= 1, got {self.server_epochs}")
-        if self.server_learning_rate <= 0:
-            out.append("server_learning_rate: expected a number > 0")
-        if self.server_batch_size < 1:
-            out.append("server_batch_size: expected an integer >= 1")
-        return out
+    lamda: checks.NonNegative = 0.1
+    tau: checks.Positive = 100.0  # margin threshold
+    server_epochs: checks.AtLeastOne = 100
+    server_learning_rate: checks.Positive = 0.01
+    server_batch_size: checks.AtLeastOne = 10
 
 
 def cluster_centres(uploads: list[Upload], num_classes: int) -> dict[int, np.ndarray]:

@@ -20,8 +20,6 @@ Differences from HtFLlib's ``clientfml.py`` / ``serverfml.py``, where we follow 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch.nn import functional as F
 
 from htfl.algorithms import checks
@@ -29,20 +27,14 @@ from htfl.algorithms.base import ClientSide, Method, Payload
 from htfl.algorithms.distill import mutual_kd_losses
 from htfl.algorithms.shared import SharedModelServer, shared_model_bytes
 from htfl.algorithms.state import load_module_payload, module_payload
+from htfl.validation import table
 
 
-@dataclass(frozen=True)
+@table
 class FMLParams:
-    alpha: float = 0.5  # private model: weight of cross-entropy vs. the mutual term
-    beta: float = 0.5  # meme model: the same
-    shared_arch: str = "cnn4"
-
-    def problems(self) -> list[str]:
-        return [
-            *checks.fraction("alpha", self.alpha),
-            *checks.fraction("beta", self.beta),
-            *checks.architecture("shared_arch", self.shared_arch),
-        ]
+    alpha: checks.Fraction = 0.5  # private model: weight of cross-entropy vs. the mutual term
+    beta: checks.Fraction = 0.5  # meme model: the same
+    shared_arch: checks.Architecture = "cnn4"
 
 
 class FMLClient(ClientSide):

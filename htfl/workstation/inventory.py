@@ -19,18 +19,26 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from htfl.device.power.config import MeterSpec, specs_from_hostvars
+from htfl.device.power.config import INVENTORY_VAR, MeterSpec, MeterSpecError, specs_from_hostvars
 from htfl.devices import DEVICE_CLASSES
+from htfl.validation import LaxInt, Text, build, check, one_of
 
 DEFAULT_EXPORTER_PORT = 9464
+DeviceClassName = Annotated[Text, one_of(DEVICE_CLASSES, "device class")]
 
 
 class InventoryError(ValueError):
-    pass
+    """An inventory htfl cannot use; ``problems`` has one line per bad host variable."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -59,25 +67,38 @@ class Inventory:
         return [h for h in self.hosts if h.device_class == device_class]
 
 
-def _host_from_vars(name: str, hv: dict[str, Any], source: str) -> Host | None:
-    cls = hv.get("htfl_device_class")
-    if cls is None:
-        return None  # not a device (e.g. the server)
-    if cls not in DEVICE_CLASSES:
-        known = ", ".join(sorted(DEVICE_CLASSES))
-        raise InventoryError(
-            f"{source}: host {name}: htfl_device_class {cls!r} is unknown; known: {known}"
-        )
-    meter = hv.get("htfl_meter")
-    if meter is not None and not isinstance(meter, dict):
-        raise InventoryError(f"{source}: host {name}: htfl_meter must be a mapping")
-    try:
-        port = int(hv.get("htfl_exporter_port", DEFAULT_EXPORTER_PORT))
-    except (TypeError, ValueError):
-        raise InventoryError(
-            f"{source}: host {name}: htfl_exporter_port must be a number"
-        ) from None
-    return Host(name, cls, str(hv.get("ansible_host", name)), meter, port, dict(hv))
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="ignore"))
+class DeviceVars:
+    """The variables htfl reads from a device host (others are Ansible's and left alone).
+
+    An inventory may give numbers as strings (``ansible-inventory`` keeps what YAML read), so
+    the exporter port accepts a string of digits.
+    """
+
+    htfl_device_class: DeviceClassName
+    ansible_host: Text | None = None
+    htfl_meter: dict[Text, Any] | None = None
+    htfl_exporter_port: Annotated[
+        LaxInt, check(lambda v: 1 <= v <= 65535, "a port number (1..65535)")
+    ] = DEFAULT_EXPORTER_PORT
+
+
+def _host_problems(name: str, hv: dict[str, Any]) -> tuple[Host | None, list[str]]:
+    """The host a device's variables describe, and one line per problem (``host X: var: ...``)."""
+    lines: list[str] = []
+    devvars = build(DeviceVars, hv, "", lines)
+    meter = hv.get(INVENTORY_VAR)
+    if isinstance(meter, dict):
+        try:
+            MeterSpec.from_mapping(meter, name)
+        except MeterSpecError as err:
+            lines.extend(f"{INVENTORY_VAR}.{key}: {message}" for _, key, message in err.problems)
+    problems = [f"host {name}: {line}" for line in lines]
+    if devvars is None or problems:
+        return None, problems
+    address = devvars.ansible_host or name
+    host = Host(name, devvars.htfl_device_class, address, meter, devvars.htfl_exporter_port, hv)
+    return host, []
 
 
 def _hostvars_with_ansible(path: Path) -> tuple[dict[str, dict], dict[str, Any]]:
@@ -150,12 +171,20 @@ def read_hostvars(
 
 
 def load_inventory(path: str | Path, use_ansible: bool | None = None) -> Inventory:
+    """Read and validate an inventory; :class:`InventoryError` lists every bad host variable."""
     hostvars, all_vars = read_hostvars(path, use_ansible)
-    hosts = [
-        h
-        for name, hv in sorted(hostvars.items())
-        if (h := _host_from_vars(name, hv, str(path))) is not None
-    ]
+    hosts: list[Host] = []
+    problems: list[str] = []
+    for name, hv in sorted(hostvars.items()):
+        if hv.get("htfl_device_class") is None:
+            continue  # not a device (e.g. the server)
+        host, found = _host_problems(name, hv)
+        problems.extend(found)
+        if host is not None:
+            hosts.append(host)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise InventoryError(f"invalid inventory {path}:\n{lines}", problems)
     superlink = all_vars.get("htfl_superlink") or next(
         (hv["htfl_superlink"] for hv in hostvars.values() if "htfl_superlink" in hv), None
     )

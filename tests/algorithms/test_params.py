@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from htfl.algorithms import METHODS, fedktl
-from htfl.workstation.config.experiment import load_experiment
-from htfl.workstation.config.typed import ConfigError
+from htfl.workstation.config.experiment import ConfigError, load_experiment
+from htfl.workstation.config.preflight import check_files, preflight
 
 EXPERIMENT = """
 [experiment]
@@ -84,6 +84,7 @@ def test_a_bad_parameter_is_named_with_what_was_expected(
 def test_fedktl_loads_with_a_generator_file(tmp_path: Path, generator_file: Path) -> None:
     exp = load_experiment(write(tmp_path, "fedktl", f'generator_path = "{generator_file}"'))
     assert exp.algorithm_params.generator_path == str(generator_file)
+    assert check_files(exp) == [] and preflight(exp) is exp
 
 
 def test_fedktl_needs_a_generator_path(tmp_path: Path) -> None:
@@ -116,9 +117,26 @@ def test_a_file_that_is_not_a_generator_is_refused_before_the_run(
 ) -> None:
     bad = tmp_path / "generator.pt"
     make(bad)
-    (problem,) = problems_of(write(tmp_path, "fedktl", f'generator_path = "{bad}"'))
+    path = write(tmp_path, "fedktl", f'generator_path = "{bad}"')
+    exp = load_experiment(path)  # validation reads no file: the generator is not opened here
+    (problem,) = check_files(exp)
     assert problem.startswith("algorithm.params.generator_path: ")
     assert expected in problem
+    with pytest.raises(ConfigError) as info:
+        preflight(exp)
+    assert str(path) in str(info.value) and info.value.problems == [problem]
+
+
+def test_several_bad_parameters_are_reported_at_once(tmp_path: Path) -> None:
+    params = 'mentee_learning_rate = 0\nenergy_start = 0\nramp_rounds = "ten"\nshared = "cnn4"'
+    problems = problems_of(write(tmp_path, "fedkd", params))
+    assert problems == [
+        "algorithm.params.mentee_learning_rate: expected a number > 0, got 0",
+        "algorithm.params.energy_start: expected a number in (0, 1], got 0",
+        "algorithm.params.ramp_rounds: expected an integer, got 'ten'",
+        "algorithm.params.shared: unknown key (expected one of: energy_end, energy_start, "
+        "mentee_learning_rate, ramp_rounds, shared_arch)",
+    ]
 
 
 def test_the_generator_file_round_trips(tmp_path: Path) -> None:

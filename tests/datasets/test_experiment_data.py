@@ -1,4 +1,5 @@
-"""[data] with prepared shards: validation against the manifest, and the ServerApp's side."""
+"""[data] with prepared shards: validation (no I/O), the preflight check against the manifest,
+and the ServerApp's side."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from htfl.datasets import Manifest, PartitionSpec, write_shards
-from htfl.datasets.delivery import start_shard_delivery
 from htfl.datasets.store import ManifestError
-from htfl.workstation.config.experiment import load_experiment
-from htfl.workstation.config.typed import ConfigError
+from htfl.workstation.config.experiment import ConfigError, load_experiment
+from htfl.workstation.config.preflight import check_files, preflight
 from htfl.workstation.datasets.catalog import make_loader
+from htfl.workstation.datasets.delivery import start_shard_delivery
 
 EXPERIMENT = """
 [experiment]
@@ -36,9 +37,10 @@ def prepared(tmp_path: Path) -> Manifest:
 
 
 def _load(tmp_path: Path, data: str):
+    """Validate, then preflight: what `htfl run` does before anything starts."""
     path = tmp_path / "exp.toml"
     path.write_text(EXPERIMENT.format(data=data))
-    return load_experiment(path)
+    return preflight(load_experiment(path))
 
 
 def test_manifest_fills_in_hash_and_delivery(tmp_path: Path, prepared: Manifest) -> None:
@@ -57,6 +59,22 @@ def test_manifest_fills_in_hash_and_delivery(tmp_path: Path, prepared: Manifest)
         "url": "",
         "content_sha256": prepared.content_sha256,
     }
+
+
+def test_validation_reads_no_manifest_and_preflight_pins_its_hash(
+    tmp_path: Path, prepared: Manifest
+) -> None:
+    path = tmp_path / "exp.toml"
+    data = f'dataset = "digits"\nalpha = 0.5\nmin_samples = 20\nmanifest = "{prepared.path}"'
+    path.write_text(EXPERIMENT.format(data=data))
+    prepared.path.rename(prepared.path.with_suffix(".moved"))
+    exp = load_experiment(path)  # the manifest is gone: validation does not notice
+    assert exp.data.shards_sha256 == "" and exp.data.delivery == "http"
+    (problem,) = check_files(exp)
+    assert problem.startswith("data.manifest: ") and "no such manifest" in problem
+    prepared.path.with_suffix(".moved").rename(prepared.path)
+    assert check_files(exp) == []
+    assert preflight(exp).data.shards_sha256 == prepared.content_sha256
 
 
 def test_relative_manifest_resolved_against_the_working_directory(
@@ -145,6 +163,29 @@ def test_server_checks_device_count_and_ansible_serves_nothing(
     four = (tmp_path / "exp.toml").read_text().replace('"jetson-nano" = 2', '"jetson-nano" = 3')
     (tmp_path / "exp.toml").write_text(four)
     with pytest.raises(ManifestError, match="prepared for 3 clients but \\[devices\\] selects 4"):
-        start_shard_delivery(load_experiment(tmp_path / "exp.toml"))
+        start_shard_delivery(preflight(load_experiment(tmp_path / "exp.toml")))
     build = _load(tmp_path, 'dataset = "digits"')
     assert start_shard_delivery(build) == (build, None)
+
+
+def test_preflight_reports_every_file_problem_at_once(tmp_path: Path, prepared: Manifest) -> None:
+    path = tmp_path / "exp.toml"
+    data = (
+        f'dataset = "digits"\npartition = "dirichlet"\nalpha = 0.3\nmin_samples = 20\n'
+        f'train_fraction = 0.8\nmanifest = "{prepared.path}"'
+    )
+    text = EXPERIMENT.format(data=data).replace(
+        'name = "fedproto"',
+        f'name = "fedktl"\n[algorithm.params]\ngenerator_path = "{tmp_path}/g.pt"',
+    )
+    path.write_text(text)
+    exp = load_experiment(path)  # valid: nothing it names has been opened yet
+    with pytest.raises(ConfigError) as err:
+        preflight(exp)
+    assert str(err.value).splitlines()[0] == f"invalid experiment file {path}:"
+    assert err.value.problems == [
+        "data.alpha: 0.3 but the shards were prepared with 0.5",
+        "data.train_fraction: 0.8 but the shards were prepared with 0.75",
+        f"algorithm.params.generator_path: cannot read '{tmp_path}/g.pt': "
+        "No such file or directory",
+    ]

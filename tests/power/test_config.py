@@ -54,10 +54,37 @@ def test_errors_name_device_and_key(mapping, key, fragment):
         MeterSpec.from_mapping(mapping, "jetson-nano-07")
     err = info.value
     assert err.device == "jetson-nano-07"
-    assert err.key == key
-    message = str(err)
-    assert message.startswith(f"device 'jetson-nano-07': htfl_meter.{key}: ")
-    assert fragment in message
+    assert key in [k for _, k, _ in err.problems]
+    assert str(err).startswith(f"device 'jetson-nano-07': htfl_meter.{err.key}: ")
+    (line,) = [ln for ln in str(err).splitlines() if f"htfl_meter.{key}: " in ln]
+    assert line.startswith(f"device 'jetson-nano-07': htfl_meter.{key}: ")
+    assert fragment in line
+
+
+def test_every_problem_of_a_meter_spec_is_reported_at_once():
+    with pytest.raises(MeterSpecError) as info:
+        MeterSpec.from_mapping(
+            {"driver": "scpi", "baudrate": 0, "channel": 0, "rate": "fast", "colour": "red"},
+            "opi-5",
+        )
+    lines = str(info.value).splitlines()
+    assert [k for _, k, _ in info.value.problems] == [
+        "port",
+        "baudrate",
+        "channel",
+        "rate",
+        "colour",
+    ]
+    assert lines == [
+        "device 'opi-5': htfl_meter.port: missing (required by driver 'scpi')",
+        "device 'opi-5': htfl_meter.baudrate: expected a baud rate (an integer, e.g. 9600 or "
+        "115200), got 0",
+        "device 'opi-5': htfl_meter.channel: expected an integer >= 1, got 0",
+        "device 'opi-5': htfl_meter.rate: expected an update period like '100MS' or '1S', "
+        "got 'fast'",
+        "device 'opi-5': htfl_meter.colour: unknown key for driver 'scpi' (expected one of: "
+        "baudrate, channel, instrument, interval, port, rate, source, timeout)",
+    ]
 
 
 def test_non_mapping_is_rejected():
@@ -170,7 +197,48 @@ def test_inventory_host_and_group_vars(tmp_path):
     assert specs["orin-nx-01"].options["model"] == "jetson-orin-nx"
 
 
-def test_inventory_error_names_the_host():
-    bad = {"all": {"hosts": {"opi-5": {"htfl_meter": {"driver": "scpi"}}}}}
-    with pytest.raises(MeterSpecError, match=r"device 'opi-5': htfl_meter.port: missing"):
+def test_inventory_error_names_every_bad_host():
+    bad = {
+        "all": {
+            "hosts": {
+                "opi-5": {"htfl_meter": {"driver": "scpi"}},
+                "nano-2": {"htfl_meter": {"driver": "um25c", "port": "/dev/x", "timeout": 0}},
+                "pi-3": {"htfl_meter": {"port": "/dev/x"}},
+                "ok-1": {"htfl_meter": {"driver": "rapl"}},
+            }
+        }
+    }
+    with pytest.raises(MeterSpecError) as info:
         specs_from_hostvars(hostvars_from_document(bad)[0])
+    assert str(info.value).splitlines() == [
+        "device 'nano-2': htfl_meter.timeout: expected a number > 0, got 0",
+        "device 'opi-5': htfl_meter.port: missing (required by driver 'scpi')",
+        "device 'pi-3': htfl_meter.driver: missing (one of: um24c, um25c, um34c, scpi, stream, "
+        "ina3221, rapl, termux, simulated)",
+    ]
+
+
+MINIMAL = {
+    "um24c": {"port": "/dev/rfcomm0"},
+    "um25c": {"port": "/dev/rfcomm0"},
+    "um34c": {"port": "/dev/rfcomm0"},
+    "scpi": {"port": "/dev/ttyUSB0"},
+    "stream": {"port": "/dev/ttyACM0"},
+    "ina3221": {},
+    "rapl": {},
+    "termux": {},
+    "simulated": {"idle_watts": 1, "busy_watts": 2},
+}
+
+
+def test_every_registered_driver_builds_its_meter_from_its_settings():
+    from htfl.device.power.drivers import DRIVERS
+    from htfl.device.power.meter import Meter
+
+    assert set(MINIMAL) == set(DRIVERS)
+    for name, driver in DRIVERS.items():
+        spec = MeterSpec.from_mapping({"driver": name, **MINIMAL[name]}, "d")
+        meter = open_meter(spec, open_now=False)
+        assert isinstance(meter, driver.meter_class()) and isinstance(meter, Meter)
+        assert spec.options == MeterSpec.from_mapping(spec.to_mapping(), "d").options
+        assert (type(make_sampler(spec)) is SerialSampler) == driver.serial

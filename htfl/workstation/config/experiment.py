@@ -1,66 +1,88 @@
 """The experiment file (TOML), validated into typed config before anything starts.
 
-Every problem is reported at once, each naming the file, the key and what was expected, so a
-researcher fixes a file in one pass rather than one error per launch.
+Every section is a pydantic table (:mod:`htfl.validation`); every problem is reported at once,
+each naming the file, the ``section.key`` and what was expected, so a researcher fixes a file in
+one pass rather than one error per launch. Validation reads no file besides the experiment
+file itself: the prepared shards and a method's files are checked by
+:mod:`htfl.workstation.config.preflight`, the step ``htfl run`` takes next.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, model_validator
 
 from htfl.algorithms import METHODS
 from htfl.algorithms.base import TrainSettings
 from htfl.datasets import PartitionSpec, known_datasets
-from htfl.datasets.store import manifest_content_sha256, manifest_problems
 from htfl.devices import DEVICE_CLASSES
 from htfl.models import ARCHITECTURES
-from htfl.workstation.config.typed import ConfigError, build, to_plain
+from htfl.validation import (
+    Flag,
+    Int,
+    Number,
+    Text,
+    above,
+    at_least,
+    build,
+    check,
+    fail,
+    finite,
+    one_of,
+    problem,
+    raise_problems,
+    table,
+)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 
+Port = Annotated[Int, check(lambda v: -1 <= v <= 65535, "-1..65535")]
+DeviceClassName = Annotated[Text, one_of(DEVICE_CLASSES, "device class")]
 
-@dataclass(frozen=True)
+
+class ConfigError(ValueError):
+    """One or more problems in a config file; every line names the file and the key."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid experiment file {self.path}:\n{lines}")
+
+
+@table
 class ExperimentSection:
-    id: str
-    rounds: int
-    seed: int = 0
-    eval_every: int = 1
-    description: str = ""
+    id: Annotated[
+        Text, check(lambda v: bool(_ID.match(v)), "letters, digits, '_', '-', '.' (<= 81)")
+    ]
+    rounds: Annotated[Int, at_least(1)]
+    seed: Int = 0
+    eval_every: Annotated[Int, at_least(1)] = 1
+    description: Text = ""
     #: torch threads of the ServerApp; 1 avoids OpenMP spin contention with co-located agents
-    server_torch_threads: int = 1
-
-    def problems(self) -> list[str]:
-        out = []
-        if not _ID.match(self.id):
-            out.append(f"id: expected letters, digits, '_', '-', '.' (<= 81), got {self.id!r}")
-        if self.rounds < 1:
-            out.append(f"rounds: expected an integer >= 1, got {self.rounds}")
-        if self.eval_every < 1:
-            out.append(f"eval_every: expected an integer >= 1, got {self.eval_every}")
-        if self.server_torch_threads < 1:
-            out.append(
-                f"server_torch_threads: expected an integer >= 1, got {self.server_torch_threads}"
-            )
-        return out
+    server_torch_threads: Annotated[Int, at_least(1)] = 1
 
 
-@dataclass(frozen=True)
+def _known_method(name: str) -> str:
+    if name.lower() not in METHODS:
+        raise fail(f"unknown algorithm {name!r}; known: {', '.join(sorted(METHODS))}")
+    return name
+
+
+@table
 class AlgorithmSection:
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def problems(self) -> list[str]:
-        if self.name.lower() not in METHODS:
-            return [f"name: unknown algorithm {self.name!r}; known: {', '.join(sorted(METHODS))}"]
-        return []
+    name: Annotated[Text, AfterValidator(_known_method)]
+    params: dict[Text, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@table
 class DataSection:
     """What each client trains on.
 
@@ -68,23 +90,24 @@ class DataSection:
     "build"``). With ``manifest`` (from ``htfl data prepare``), agents load prepared shards,
     delivered over HTTP by the ServerApp (``"http"``) or synced beforehand by Ansible
     (``"ansible"``); ``dataset``, ``partition`` and its parameters must then agree with the
-    manifest, and ``shards_sha256`` (filled in from the manifest when empty) is the content
-    hash every agent checks. A relative ``manifest`` is relative to the working directory.
+    manifest, and ``shards_sha256`` (filled in from the manifest by the preflight step when
+    empty) is the content hash every agent checks. A relative ``manifest`` is relative to the
+    working directory.
     """
 
-    dataset: str
+    dataset: Text
     partition: Literal["iid", "pathological", "dirichlet", "exdir", "natural"] = "dirichlet"
-    alpha: float = 0.1
-    classes_per_client: int = 2
-    min_samples: int = 10
-    balanced: bool = False
-    train_fraction: float = 0.75
-    manifest: str = ""
-    shards_sha256: str = ""
+    alpha: Annotated[Number, above(0), finite()] = 0.1
+    classes_per_client: Annotated[Int, at_least(1)] = 2
+    min_samples: Annotated[Int, at_least(1)] = 10
+    balanced: Flag = False
+    train_fraction: Annotated[Number, check(lambda v: 0 < v < 1, "0 < x < 1")] = 0.75
+    manifest: Text = ""
+    shards_sha256: Text = ""
     delivery: Literal["", "build", "http", "ansible"] = ""
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 0  # 0: any free port; -1: do not serve (shard_url points elsewhere)
-    shard_url: str = ""  # the URL devices use; default: the server's own address
+    serve_host: Text = "127.0.0.1"
+    serve_port: Port = 0  # 0: any free port; -1: do not serve (shard_url points elsewhere)
+    shard_url: Text = ""  # the URL devices use; default: the server's own address
 
     def __post_init__(self) -> None:
         # Resolve once, where the file is read, so the record (experiment.json) is explicit.
@@ -92,41 +115,28 @@ class DataSection:
             object.__setattr__(self, "manifest", os.path.abspath(self.manifest))
         if not self.delivery:
             object.__setattr__(self, "delivery", "http" if self.manifest else "build")
-        if self.manifest and not self.shards_sha256:
-            object.__setattr__(self, "shards_sha256", manifest_content_sha256(self.manifest))
 
-    def problems(self) -> list[str]:
-        out = []
-        if self.manifest:
-            out.extend(self._manifest_problems())
-        elif self.dataset not in known_datasets():
-            out.append(
-                f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(known_datasets())}"
+    @model_validator(mode="after")
+    def _consistent(self) -> DataSection:
+        found = []
+        delivery = self.delivery or ("http" if self.manifest else "build")
+        if not self.manifest and self.dataset not in known_datasets():
+            known = ", ".join(known_datasets())
+            found.append(problem("dataset", f"unknown dataset {self.dataset!r}; known: {known}"))
+        if delivery == "build" and self.manifest:
+            found.append(
+                problem("delivery", '"build" makes shards on the devices; remove manifest')
             )
-        if not 0 < self.train_fraction < 1:
-            out.append(f"train_fraction: expected 0 < x < 1, got {self.train_fraction}")
-        try:
-            self.partition_spec().validate()
-        except ValueError as err:
-            out.append(f"partition: {err}")
-        if self.delivery == "build" and self.manifest:
-            out.append('delivery: "build" makes shards on the devices; remove manifest')
-        if self.delivery in ("http", "ansible") and not self.manifest:
-            out.append(f'manifest: delivery "{self.delivery}" needs prepared shards (manifest)')
-        if not -1 <= self.serve_port <= 65535:
-            out.append(f"serve_port: expected -1..65535, got {self.serve_port}")
-        if self.delivery == "http" and self.serve_port == -1 and not self.shard_url:
-            out.append("shard_url: serve_port = -1 (served elsewhere) needs the shard_url")
-        return out
-
-    def _manifest_problems(self) -> list[str]:
-        return manifest_problems(
-            self.manifest,
-            self.shards_sha256,
-            self.dataset,
-            self.partition_spec(),
-            self.train_fraction,
-        )
+        if delivery in ("http", "ansible") and not self.manifest:
+            found.append(
+                problem("manifest", f'delivery "{delivery}" needs prepared shards (manifest)')
+            )
+        if delivery == "http" and self.serve_port == -1 and not self.shard_url:
+            found.append(
+                problem("shard_url", "serve_port = -1 (served elsewhere) needs the shard_url")
+            )
+        raise_problems("data", found)
+        return self
 
     def partition_spec(self) -> PartitionSpec:
         return PartitionSpec(
@@ -148,87 +158,69 @@ class DataSection:
         }
 
 
-@dataclass(frozen=True)
+@table
 class DevicesSection:
     """Which devices take part: counts per device class, or explicit device names."""
 
-    classes: dict[str, int] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    deadline_seconds: float = 300.0
-    min_replies: int = 1
-    wait_for_devices_seconds: float = 120.0
+    classes: dict[DeviceClassName, Annotated[Int, at_least(1)]] = field(default_factory=dict)
+    names: list[Text] = field(default_factory=list)
+    deadline_seconds: Annotated[Number, above(0)] = 300.0
+    min_replies: Annotated[Int, at_least(1)] = 1
+    wait_for_devices_seconds: Annotated[Number, at_least(0)] = 120.0
 
-    def problems(self) -> list[str]:
-        out = []
+    @model_validator(mode="after")
+    def _consistent(self) -> DevicesSection:
+        found = []
         if bool(self.classes) == bool(self.names):
-            out.append("classes/names: give exactly one of `classes` (counts per class) or `names`")
-        for name, count in self.classes.items():
-            if name not in DEVICE_CLASSES:
-                known = ", ".join(sorted(DEVICE_CLASSES))
-                out.append(f"classes.{name}: unknown device class; known: {known}")
-            if count < 1:
-                out.append(f"classes.{name}: expected a count >= 1, got {count}")
-        if self.deadline_seconds <= 0:
-            out.append(f"deadline_seconds: expected a number > 0, got {self.deadline_seconds}")
-        if self.min_replies < 1 or self.min_replies > self.count:
-            out.append(
-                f"min_replies: expected 1..{self.count} (devices selected), got {self.min_replies}"
+            found.append(
+                problem(
+                    "classes/names", "give exactly one of `classes` (counts per class) or `names`"
+                )
             )
-        return out
+        elif self.min_replies > self.count:
+            found.append(
+                problem(
+                    "min_replies",
+                    f"expected 1..{self.count} (devices selected), got {self.min_replies}",
+                )
+            )
+        raise_problems("devices", found)
+        return self
 
     @property
     def count(self) -> int:
         return sum(self.classes.values()) if self.classes else len(self.names)
 
 
-@dataclass(frozen=True)
+@table
 class ModelsSection:
     """The architecture each device class trains, and the shared feature dimension."""
 
-    feature_dim: int = 512
-    by_class: dict[str, str] = field(default_factory=dict)
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.feature_dim < 1:
-            out.append(f"feature_dim: expected an integer >= 1, got {self.feature_dim}")
-        for cls, arch in self.by_class.items():
-            if cls not in DEVICE_CLASSES:
-                out.append(
-                    f"{cls}: unknown device class; known: {', '.join(sorted(DEVICE_CLASSES))}"
-                )
-            if arch not in ARCHITECTURES:
-                out.append(
-                    f"{cls}: unknown architecture {arch!r}; known: "
-                    f"{', '.join(sorted(ARCHITECTURES))}"
-                )
-        return out
+    feature_dim: Annotated[Int, at_least(1)] = 512
+    by_class: dict[DeviceClassName, Annotated[Text, one_of(ARCHITECTURES, "architecture")]] = field(
+        default_factory=dict
+    )
 
     def arch_for(self, device_class: str) -> str:
         return self.by_class.get(device_class) or DEVICE_CLASSES[device_class].default_model
 
 
-@dataclass(frozen=True)
+@table
 class SuperLinkSection:
-    address: str = "127.0.0.1:8000"  # the Control API, where runs are submitted
-    insecure: bool = True
-    root_certificates: str = ""
+    address: Text = "127.0.0.1:8000"  # the Control API, where runs are submitted
+    insecure: Flag = True
+    root_certificates: Text = ""
 
 
-@dataclass(frozen=True)
+@table
 class TelemetrySection:
     """Where the ServerApp serves its /metrics (-1: not at all; 0: any free port)."""
 
-    server_metrics_port: int = 9465
-    server_metrics_host: str = "127.0.0.1"
-
-    def problems(self) -> list[str]:
-        if not -1 <= self.server_metrics_port <= 65535:
-            return [f"server_metrics_port: expected -1..65535, got {self.server_metrics_port}"]
-        return []
+    server_metrics_port: Port = 9465
+    server_metrics_host: Text = "127.0.0.1"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     source: str
     experiment: ExperimentSection
@@ -239,7 +231,7 @@ class Experiment:
     devices: DevicesSection
     models: ModelsSection
     superlink: SuperLinkSection
-    telemetry: TelemetrySection = TelemetrySection()
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
 
     @property
     def id(self) -> str:
@@ -247,27 +239,35 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved experiment in the file's own shape (defaults filled in)."""
-        out = to_plain(self)
-        out["algorithm"]["params"] = to_plain(self.algorithm_params)
+        out = {
+            f.name: dataclasses.asdict(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("source", "algorithm_params")
+        }
+        out["algorithm"]["params"] = dataclasses.asdict(self.algorithm_params)
         out["models"] = {"feature_dim": self.models.feature_dim, **self.models.by_class}
-        del out["algorithm_params"], out["source"]
         return out
 
 
-_SECTIONS = (
-    "experiment",
-    "algorithm",
-    "data",
-    "training",
-    "devices",
-    "models",
-    "superlink",
-    "telemetry",
-)
+#: Section name -> (table, required). [models] is reshaped first (its keys are device classes).
+_SECTIONS: dict[str, tuple[type, bool]] = {
+    "experiment": (ExperimentSection, True),
+    "algorithm": (AlgorithmSection, True),
+    "data": (DataSection, True),
+    "training": (TrainSettings, False),
+    "devices": (DevicesSection, True),
+    "models": (ModelsSection, False),
+    "superlink": (SuperLinkSection, False),
+    "telemetry": (TelemetrySection, False),
+}
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file; raise :class:`ConfigError` listing every problem."""
+    """Read and validate an experiment file; raise :class:`ConfigError` listing every problem.
+
+    Reads only ``path``; run :func:`htfl.workstation.config.preflight.preflight` next to check
+    the files the experiment names.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -278,38 +278,45 @@ def load_experiment(path: str | Path) -> Experiment:
     return experiment_from_dict(raw, path)
 
 
+def _keys(table: Any) -> Any:
+    """``server-torch-threads`` and ``server_torch_threads`` name the same key."""
+    return {k.replace("-", "_"): v for k, v in table.items()} if isinstance(table, dict) else table
+
+
+def _models_table(table: Any) -> Any:
+    if not isinstance(table, dict):
+        return table
+    rest = dict(table)
+    return {"feature_dim": rest.pop("feature_dim", 512), "by_class": rest}
+
+
 def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Experiment:
+    """Validate a parsed experiment file (or a resolved one); no other file is read."""
     problems: list[str] = []
     for key in raw:
         if key not in _SECTIONS:
-            problems.append(f"[{key}]: unknown section (expected: {', '.join(_SECTIONS)})")
-    for required in ("experiment", "algorithm", "data", "devices"):
-        if required not in raw:
-            problems.append(f"[{required}]: required section is missing")
-    if problems:
-        raise ConfigError(path, problems)
-
-    exp_table = dict(raw["experiment"])
-    exp_table.setdefault("id", Path(str(path)).stem)
-    experiment = build(ExperimentSection, exp_table, "experiment", problems)
-    algorithm = build(AlgorithmSection, raw["algorithm"], "algorithm", problems)
-    data = build(DataSection, raw["data"], "data", problems)
-    training = build(TrainSettings, raw.get("training", {}), "training", problems)
-    devices = build(DevicesSection, raw["devices"], "devices", problems)
-    models_raw = dict(raw.get("models", {}))
-    feature_dim = models_raw.pop("feature_dim", 512)
-    models = build(
-        ModelsSection, {"feature_dim": feature_dim, "by_class": models_raw}, "models", problems
-    )
-    superlink = build(SuperLinkSection, raw.get("superlink", {}), "superlink", problems)
-    telemetry = build(TelemetrySection, raw.get("telemetry", {}), "telemetry", problems)
-
+            problems.append(f"{key}: unknown section (expected: {', '.join(_SECTIONS)})")
+    for name, (_, required) in _SECTIONS.items():
+        if required and name not in raw:
+            problems.append(f"{name}: required section is missing")
+    tables = {name: _keys(raw.get(name, {})) for name in _SECTIONS}
+    if isinstance(tables["experiment"], dict):
+        tables["experiment"].setdefault("id", Path(str(path)).stem)
+    tables["models"] = _models_table(raw.get("models", {}))
+    built: dict[str, Any] = {}
+    for name, (cls, required) in _SECTIONS.items():
+        if name in raw or not required:
+            lines: list[str] = []
+            built[name] = build(cls, tables[name], name, lines)
+            # [models] names device classes directly; by_class is only where they are kept
+            problems.extend(line.replace("models.by_class.", "models.") for line in lines)
+    algorithm, models, devices = (built.get(k) for k in ("algorithm", "models", "devices"))
     params = None
-    if algorithm is not None and not algorithm.problems():
+    if algorithm is not None:
         method = METHODS[algorithm.name.lower()]
-        params = build(method.params, algorithm.params, "algorithm.params", problems)
+        params = build(method.params, _keys(algorithm.params), "algorithm.params", problems)
         if method.homogeneous and models is not None and devices is not None:
-            archs = {models.arch_for(c) for c in devices.classes if c in DEVICE_CLASSES}
+            archs = {models.arch_for(c) for c in devices.classes}
             if len(archs) > 1:
                 problems.append(
                     f"models: {method.name} needs one architecture for every device class, "
@@ -317,15 +324,4 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
                 )
     if problems:
         raise ConfigError(path, problems)
-    return Experiment(
-        source=str(path),
-        experiment=experiment,
-        algorithm=algorithm,
-        algorithm_params=params,
-        data=data,
-        training=training,
-        devices=devices,
-        models=models,
-        superlink=superlink,
-        telemetry=telemetry,
-    )  # type: ignore[arg-type]
+    return Experiment(source=str(path), algorithm_params=params, **built)

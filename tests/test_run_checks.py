@@ -1,0 +1,62 @@
+"""`htfl run` checks the experiment file, then the files it names, before anything starts.
+
+The real command in a subprocess; both steps fail with exit status 2, every problem on its own
+line naming the file and the key, and no results directory or fleet is created.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXPERIMENT = """
+[experiment]
+id = "checks"
+rounds = 1
+[algorithm]
+name = "fedktl"
+[algorithm.params]
+generator_path = "{generator}"
+[data]
+dataset = "digits"
+manifest = "{manifest}"
+[devices]
+classes = {{ "jetson-nano" = 2 }}
+"""
+
+
+def htfl_run(exp: Path, results: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "htfl", "run", str(exp), "--local-fleet", "2"]
+        + ["--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_an_empty_file_names_each_missing_section(tmp_path: Path) -> None:
+    exp = tmp_path / "empty.toml"
+    exp.write_text("")
+    result = htfl_run(exp, tmp_path / "r")
+    assert result.returncode == 2
+    for section in ("experiment", "algorithm", "data", "devices"):
+        assert f"  - {section}: required section is missing" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_files_the_experiment_names_are_checked_before_the_run(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.toml"
+    missing = tmp_path / "absent"
+    exp.write_text(
+        EXPERIMENT.format(generator=missing / "g.pt", manifest=missing / "manifest.json")
+    )
+    result = htfl_run(exp, tmp_path / "r")
+    assert result.returncode == 2, result.stderr[-3000:]
+    text = result.stderr
+    assert f"invalid experiment file {exp}" in text
+    assert "- data.manifest: " in text and "no such manifest" in text
+    assert f"- algorithm.params.generator_path: cannot read '{missing}/g.pt'" in text
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
