@@ -9,12 +9,12 @@ releases the GIL while it computes.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 
 from htfl import flower_adapter
 from htfl.device.instruments import DeviceInstruments
 from htfl.device.worker import MessageHandler, RuntimeWorker
+from htfl.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,9 @@ class AgentOptions:
     root_certificates: str | None = None
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
+    """The SuperNode's command line. No ``--node-config``: the device says who it is once, in
+    its answer to ``query.hello`` (class, name, versions), which is what the server selects by."""
     argv = [
         "--superlink",
         options.superlink,
@@ -47,8 +43,6 @@ def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(runtime_port),
-        "--node-config",
-        f'device-class="{options.device_class}" device-name="{options.device_name}"',
     ]
     if options.insecure:
         argv.append("--insecure")
@@ -61,12 +55,14 @@ def run_agent(
     options: AgentOptions, handler: MessageHandler, instruments: DeviceInstruments | None = None
 ) -> None:
     """Start the worker thread, then run the SuperNode in this thread until signalled."""
-    runtime_port = options.runtime_port or free_loopback_port()
+    runtime_port = options.runtime_port or free_port()
     pacer = flower_adapter.SuperNodePacer(
         active_poll_seconds=options.active_poll_seconds,
         idle_poll_seconds=options.idle_poll_seconds,
     )
-    flower_adapter.install(pacer)
+    # Stock Flower (with a logged warning) if the adapter does not fit the installed release.
+    on_wire = instruments.phases.add_bytes if instruments is not None else None
+    flower_adapter.install(pacer, on_wire)
     observe = instruments.phases.observe_phase if instruments is not None else None
     worker = RuntimeWorker(f"127.0.0.1:{runtime_port}", handler, pacer, observe_phase=observe)
     if instruments is not None:

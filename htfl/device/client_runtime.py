@@ -12,6 +12,7 @@ import platform
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from flwr.app import Context, Message
@@ -20,6 +21,7 @@ import htfl
 from htfl import protocol
 from htfl.algorithms import get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
+from htfl.datasets.base import data_dir as default_data_dir
 from htfl.datasets.delivery import obtain_client_shard
 from htfl.device.instruments import DeviceInstruments, TaskTiming
 from htfl.models import build_model, count_parameters
@@ -44,10 +46,14 @@ class ClientRuntime:
         device_name: str,
         torch_threads: int = 0,
         instruments: DeviceInstruments | None = None,
+        *,
+        data_dir: Path | None = None,
     ) -> None:
         self.device_class = device_class
         self.device_name = device_name
         self.instruments = instruments
+        #: Where prepared shards are fetched to / synced to: the agent's --data-dir.
+        self.data_dir = data_dir if data_dir is not None else default_data_dir()
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         self.runs: dict[int, RunState] = {}
@@ -79,9 +85,7 @@ class ClientRuntime:
         if kind in (protocol.TRAIN, protocol.EVALUATE):
             self._add_energy(metrics, timing)
         reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
-        if self.instruments is not None:
-            self.instruments.phases.add_bytes("down", protocol.content_bytes(message))
-            self.instruments.phases.add_bytes("up", protocol.content_bytes(reply))
+        # Payload bytes are counted by the SuperNode as it moves the message (flower_adapter).
         return reply
 
     def _add_energy(self, metrics: dict[str, float], timing: TaskTiming) -> None:
@@ -127,7 +131,8 @@ class ClientRuntime:
         t0 = time.perf_counter()
         cfg = protocol.read_config(message)
         method = get_method(cfg["algorithm"])
-        shard = obtain_client_shard(cfg)  # built here, or prepared and fetched/verified
+        # built here, or prepared and fetched/verified under the data directory
+        shard = obtain_client_shard(cfg, self.data_dir)
         torch.manual_seed(int(cfg["seed"]))  # same init for every client of one arch
         model = build_model(
             cfg["arch"], tuple(shard.input_shape), shard.num_classes, int(cfg["feature_dim"])

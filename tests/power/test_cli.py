@@ -8,16 +8,16 @@ import re
 
 import pytest
 
+from htfl.cli import UsageError, build_parser
 from htfl.device.cli import power as power_cli
+from htfl.device.power.spec_text import MeterTextError, parse_meter_text
 from tests.support.meter_emulators import UMEmulator, constant
 
 from . import sysfs_trees as trees
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="htfl")
-    power_cli.register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def run(argv: list[str]) -> tuple[int, str]:
@@ -33,20 +33,44 @@ def run(argv: list[str]) -> tuple[int, str]:
 def test_register_sets_func_and_defaults():
     args = parse(["power", "probe"])
     assert args.func is power_cli.cmd_probe
-    assert (args.root, args.seconds, args.meter) == ("/", 3.0, [])
+    assert (args.root, args.seconds, args.meter) == ("/", 3.0, None)
     assert parse(["power"]).func(parse(["power"])) == 2  # prints help
 
 
-def test_parse_meter_arg():
-    assert power_cli.parse_meter_arg("driver=scpi,port=/dev/ttyUSB0,baudrate=9600,timeout=0.5") == {
+def test_parse_meter_text():
+    assert parse_meter_text("driver=scpi,port=/dev/ttyUSB0,baudrate=9600,timeout=0.5") == {
         "driver": "scpi",
         "port": "/dev/ttyUSB0",
         "baudrate": 9600,
         "timeout": 0.5,
     }
-    assert power_cli.parse_meter_arg('{"driver": "rapl"}') == {"driver": "rapl"}
-    with pytest.raises(ValueError):
-        power_cli.parse_meter_arg("driver")
+    assert parse_meter_text(" driver = termux , mode=sysfs,current_sign=-1") == {
+        "driver": "termux",
+        "mode": "sysfs",
+        "current_sign": -1,
+    }
+    assert parse_meter_text("driver=simulated,busy_watts=1e1,flag=true,x=NaN") == {
+        "driver": "simulated",
+        "busy_watts": 10.0,
+        "flag": True,
+        "x": "NaN",  # not a finite number: stays text
+    }
+    assert parse_meter_text('{"driver": "rapl"}') == {"driver": "rapl"}
+    for bad, says in [
+        ("driver", "'driver' is not KEY=VALUE"),
+        ("", "'' is not KEY=VALUE"),
+        ("driver=um25c,,port=/dev/x", "'' is not KEY=VALUE"),
+        ("=um25c", "'=um25c' is not KEY=VALUE"),
+        ("driver=um25c,driver=scpi", "driver given twice"),
+        ('{"driver": "um25c", "driver": "scpi"}', "driver given twice"),
+        ('{"driver": ', "not valid JSON"),
+        ("{}x", "not valid JSON"),
+        ('{"driver": "rapl"', "not valid JSON"),
+    ]:
+        with pytest.raises(MeterTextError, match=re.escape(says)):
+            parse_meter_text(bad)
+    with pytest.raises(MeterTextError, match="or a JSON object"):
+        parse_meter_text('["driver", "rapl"]')  # JSON, but not an object
 
 
 def test_probe_lists_fixture_meters_and_prints_live_readings(tmp_path):
@@ -84,24 +108,19 @@ def test_probe_lists_fixture_meters_and_prints_live_readings(tmp_path):
     assert re.search(r"um25c \S+\s+2\.500\s+5\.000\s+0\.500", live)
 
 
-def test_probe_with_nothing_and_a_bad_meter(tmp_path):
-    code, text = run(
-        [
-            "power",
-            "probe",
-            "--root",
-            str(tmp_path),
-            "--no-serial",
-            "--seconds",
-            "0",
-            "--meter",
-            "driver=um25c",
-            "--meter",
-            f"driver=um25c,port={tmp_path / 'absent'}",
-        ]
-    )
-    assert code == 1
-    assert "htfl_meter.port: missing" in text
-    assert "cannot open" in text
+def test_probe_with_nothing_and_a_meter_that_cannot_be_opened(tmp_path):
+    absent = tmp_path / "absent"
+    base = ["power", "probe", "--root", str(tmp_path), "--no-serial", "--seconds", "0"]
+    code, text = run([*base, "--meter", f"driver=um25c,port={absent}"])
+    assert code == 1  # the meter the user named is not there
+    assert f"um25c {absent}: cannot open" in text
     assert "No readable meters." in text
     assert "(none)" in text
+
+
+def test_probe_checks_every_meter_before_it_starts(tmp_path):
+    base = ["power", "probe", "--root", str(tmp_path), "--no-serial", "--seconds", "0"]
+    good = f"driver=um25c,port={tmp_path / 'absent'}"
+    with pytest.raises(UsageError, match=r"htfl_meter\.port: missing") as err:
+        run([*base, "--meter", good, "--meter", "driver=um25c"])
+    assert "probe-1" in str(err.value)  # the second --meter

@@ -3,86 +3,128 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import socket
+from pathlib import Path
 
+from htfl.cli import integer
+from htfl.device.power.spec_text import SYNTAX, checked_meter, meter_argument
 from htfl.devices import DEVICE_CLASSES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("agent", help="run the device agent (SuperNode + worker)")
-    p.add_argument("--superlink", required=True, help="SuperLink Fleet API, HOST:PORT")
-    p.add_argument("--device-class", required=True, choices=sorted(DEVICE_CLASSES))
-    p.add_argument("--name", default=socket.gethostname(), help="device name (default: hostname)")
-    p.add_argument("--data-dir", default="", help="where this device keeps datasets and shards")
-    p.add_argument("--torch-threads", type=int, default=0, help="0 = torch's default")
+    p = subparsers.add_parser(
+        "agent",
+        help="run this device's agent (SuperNode + worker) until stopped",
+        description="Join the SuperLink as one device and serve experiments until stopped "
+        "(SIGTERM or Ctrl-C). `htfl deploy start` runs this on every device of the inventory; "
+        "`htfl run --local-fleet N` runs N of them on this machine.",
+    )
+    p.add_argument(
+        "--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's Fleet API"
+    )
+    p.add_argument(
+        "--device-class",
+        required=True,
+        choices=sorted(DEVICE_CLASSES),
+        metavar="CLASS",
+        help="what this device is: " + ", ".join(sorted(DEVICE_CLASSES)),
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="this device's name in experiments and results (default: the hostname)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where this device keeps the shards it fetches or Ansible syncs "
+        "(default: $HTFL_DATA_DIR, else ~/.cache/htfl)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=integer(0),
+        default=0,
+        metavar="N",
+        help="threads torch computes with; 0 lets torch choose",
+    )
     p.add_argument(
         "--poll-interval",
         type=float,
         default=0.05,
+        metavar="SECONDS",
         help="seconds between SuperLink polls while an experiment is active",
     )
     p.add_argument(
         "--idle-poll-interval",
         type=float,
         default=1.0,
+        metavar="SECONDS",
         help="seconds between SuperLink polls after 2 minutes without messages",
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=integer(-1, 65535),
         default=9464,
+        metavar="PORT",
         help="serve Prometheus /metrics on this port (0: any free port, -1: off)",
     )
-    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="ADDRESS",
+        help="the address /metrics listens on (127.0.0.1: this machine only)",
+    )
     p.add_argument(
         "--meter",
-        type=json.loads,
+        type=meter_argument,
         default=None,
-        metavar="JSON",
-        help="this device's power meter, as the inventory's htfl_meter "
-        '(e.g. \'{"driver": "ina3221", "model": "jetson-nano"}\')',
+        metavar="SPEC",
+        help="this device's power meter, as the inventory's htfl_meter: "
+        + SYNTAX
+        + " (default: none, no energy figures)",
     )
     p.add_argument(
         "--root-certificates",
         default=None,
-        help="CA certificate for a TLS SuperLink (default: insecure)",
+        metavar="FILE",
+        help="CA certificate of a TLS SuperLink (default: none, an insecure connection)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from htfl.datasets.base import data_dir
     from htfl.device.agent import AgentOptions, run_agent
     from htfl.device.client_runtime import ClientRuntime
     from htfl.device.instruments import DeviceInstruments
-    from htfl.device.power.config import MeterSpecError
 
+    name = args.name or socket.gethostname()
+    if args.meter is not None:  # checked before anything starts: a typo is a usage error
+        checked_meter(args.meter, name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
-    if args.data_dir:  # where prepared shards are fetched to / synced to (htfl.datasets)
-        os.environ["HTFL_DATA_DIR"] = os.path.abspath(args.data_dir)
     options = AgentOptions(
         superlink=args.superlink,
         device_class=args.device_class,
-        device_name=args.name,
+        device_name=name,
         active_poll_seconds=args.poll_interval,
         idle_poll_seconds=args.idle_poll_interval,
         insecure=args.root_certificates is None,
         root_certificates=args.root_certificates,
     )
-    try:
-        instruments = DeviceInstruments(
-            args.name,
-            args.device_class,
-            metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-            metrics_host=args.metrics_host,
-            meter=args.meter,
-        )
-    except MeterSpecError as err:
-        logging.error("%s", err)
-        return 2
-    runtime = ClientRuntime(args.device_class, args.name, args.torch_threads, instruments)
+    instruments = DeviceInstruments(
+        name,
+        args.device_class,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        metrics_host=args.metrics_host,
+        meter=args.meter,
+    )
+    shards = (args.data_dir.expanduser() if args.data_dir else data_dir()).resolve()
+    runtime = ClientRuntime(
+        args.device_class, name, args.torch_threads, instruments, data_dir=shards
+    )
     run_agent(options, runtime, instruments)
     return 0

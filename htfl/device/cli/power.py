@@ -9,80 +9,49 @@ never written to, unless named with ``--meter driver=um25c,port=/dev/rfcomm0``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
+from htfl.cli import add_group
 from htfl.device.power.meter import FrameError, Meter
+from htfl.device.power.spec_text import SYNTAX, checked_meter, meter_argument
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "power", help="power meters", description="Power measurement tools."
+def register(subparsers: argparse._SubParsersAction) -> None:
+    actions = add_group(
+        subparsers,
+        "power",
+        help="find this machine's power meters and read them",
+        description="Power measurement tools (docs/power.md).",
     )
-    sub = parser.add_subparsers(dest="power_command", metavar="SUBCOMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(func=usage)
-    probe = sub.add_parser(
+    probe = actions.add_parser(
         "probe",
         help="list detected meters and print live readings",
-        description=(
-            "List serial ports, INA3221 rails, RAPL domains and power supplies, then print "
-            "live readings. Serial ports are only read when given with --meter."
-        ),
-    )
-    probe.add_argument("--root", default="/", help="filesystem root for sysfs (default /)")
-    probe.add_argument(
-        "--seconds", type=float, default=3.0, help="how long to print live readings (default 3)"
+        description="List serial ports, INA3221 rails, RAPL domains and power supplies, then "
+        "print live readings. Serial ports are only listed, never written to, unless named "
+        "with --meter. Exit status 1 if a meter named with --meter cannot be opened.",
     )
     probe.add_argument(
-        "--interval", type=float, default=0.5, help="seconds between readings (default 0.5)"
+        "--root", default="/", metavar="DIR", help="filesystem root to look for sysfs under"
+    )
+    probe.add_argument("--seconds", type=float, default=3.0, help="how long to print live readings")
+    probe.add_argument(
+        "--interval", type=float, default=0.5, metavar="SECONDS", help="time between readings"
     )
     probe.add_argument(
         "--meter",
+        type=meter_argument,
         action="append",
-        default=[],
+        default=None,
         metavar="SPEC",
-        help=(
-            "also read this meter: key=value pairs like driver=um25c,port=/dev/rfcomm0 "
-            "or a JSON mapping (repeatable)"
-        ),
+        help="also read this meter, as the inventory's htfl_meter: "
+        + SYNTAX
+        + "; repeatable (default: none)",
     )
     probe.add_argument("--no-serial", action="store_true", help="do not list serial ports")
     probe.set_defaults(func=cmd_probe)
-    return parser
-
-
-def _scalar(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_meter_arg(text: str) -> dict[str, Any]:
-    """``driver=um25c,port=/dev/x,baudrate=9600`` or a JSON object -> mapping."""
-    text = text.strip()
-    if text.startswith("{"):
-        value = json.loads(text)
-        if not isinstance(value, dict):
-            raise ValueError("--meter JSON must be an object")
-        return value
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"--meter: expected key=value, got {part!r}")
-        out[key.strip()] = _scalar(value.strip())
-    return out
 
 
 def _detect(root: str, out: TextIO, list_serial: bool) -> list[tuple[str, Meter]]:
@@ -159,19 +128,15 @@ def _fmt(value: float | None, width: int = 9) -> str:
 
 
 def cmd_probe(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from htfl.device.power.config import MeterSpec, MeterSpecError, open_meter
+    from htfl.device.power.config import open_meter
 
     out = out or sys.stdout
+    # All checked before anything is opened: a typo is a usage error (exit 2).
+    specs = [checked_meter(m, f"probe-{i}") for i, m in enumerate(args.meter or [])]
     status = 0
     meters = _detect(args.root, out, list_serial=not args.no_serial)
     explicit: list[tuple[str, Meter]] = []
-    for i, text in enumerate(args.meter):
-        try:
-            spec = MeterSpec.from_mapping(parse_meter_arg(text), f"probe-{i}")
-        except (ValueError, MeterSpecError) as err:
-            print(f"error: {err}", file=out)
-            status = 1
-            continue
+    for spec in specs:
         label = f"{spec.driver} {spec.options.get('port', '')}".strip()
         explicit.append((label, open_meter(spec, open_now=False)))
 

@@ -9,29 +9,36 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from htfl.cli import LazyConsole, add_group, integer
 
-console = Console(stderr=True)
+console = LazyConsole(stderr=True)
 
 
 def _error(err: object) -> None:
     # Unwrapped and unstyled inside: messages name files and checksums worth copying.
+    from rich.markup import escape
+
     console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("data", help="prepare, inspect and deliver dataset shards")
-    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    sub = add_group(
+        subparsers,
+        "data",
+        help="prepare, inspect and deliver dataset shards",
+        description="Prepare per-client shards of a dataset once, on the workstation; the "
+        "devices fetch theirs over HTTP during a run, or get them from Ansible "
+        "(docs/datasets.md).",
+    )
 
     prep = sub.add_parser(
         "prepare",
         help="read a dataset's upstream archive, partition it, write per-client shards",
         description="Read DATASET from its published archive (verified by checksum), "
         "partition it across clients and write one shard per client plus manifest.json "
-        "into --out, atomically.",
+        "into --out, atomically. Prints the [data] section for an experiment file.",
     )
     prep.add_argument(
         "dataset",
@@ -42,15 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--source",
         type=Path,
         default=None,
-        help="the archive (or, for MNIST, the directory with its files)",
+        metavar="PATH",
+        help="the archive, or for MNIST the directory with its files "
+        "(default: the data directory's archives/DATASET/, see --download)",
     )
     prep.add_argument(
         "--expected-sha256",
         action="append",
-        default=[],
+        default=None,
         metavar="[NAME=]HEX",
         help="accept this checksum instead of the table's (NAME=HEX per file "
-        "for multi-file datasets)",
+        "for multi-file datasets; default: the table's, see `htfl data list`)",
     )
     prep.add_argument(
         "--download",
@@ -61,67 +70,147 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--partition",
         default="natural",
         choices=["natural", "iid", "pathological", "dirichlet", "exdir"],
+        help="how samples are split across clients: natural (by subject/writer/camera), "
+        "iid, pathological (--classes-per-client), dirichlet (--alpha), exdir (both)",
     )
     prep.add_argument(
         "--num-clients",
+        type=integer(1),
+        default=None,
+        metavar="N",
+        help="clients (default: for natural, one per subject/writer/camera; required otherwise)",
+    )
+    # None: not given. Given for a partition that does not use it is an error, not ignored.
+    prep.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="Dirichlet concentration; smaller is more skewed (dirichlet, exdir; default: 0.1)",
+    )
+    prep.add_argument(
+        "--classes-per-client",
         type=int,
         default=None,
-        help="clients (default for natural: one per subject/writer/camera)",
+        metavar="N",
+        help="classes each client holds (pathological; at most, exdir; default: 2)",
     )
-    prep.add_argument("--alpha", type=float, default=0.1)
-    prep.add_argument("--classes-per-client", type=int, default=2)
-    prep.add_argument("--min-samples", type=int, default=10)
-    prep.add_argument("--balanced", action="store_true")
-    prep.add_argument("--train-fraction", type=float, default=0.75)
-    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument(
+        "--min-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fewest samples per client (iid, pathological, dirichlet, exdir; default: 10)",
+    )
+    prep.add_argument(
+        "--balanced",
+        action="store_true",
+        default=None,
+        help="equal client sizes (iid) or equal per-class shares (pathological)",
+    )
+    prep.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.75,
+        metavar="F",
+        help="share of each client's samples used for training (the rest tests)",
+    )
+    prep.add_argument("--seed", type=int, default=0, help="seed of the partition and split")
     prep.add_argument(
         "-o",
         "--option",
         action="append",
-        default=[],
+        default=None,
         metavar="KEY=VALUE",
-        help="loader option, e.g. -o top_subjects=10, -o classes=10 (see docs/datasets.md)",
+        help="loader option, e.g. -o top_subjects=10, -o classes=10 "
+        "(see docs/datasets.md; default: none)",
     )
-    prep.add_argument("--out", type=Path, required=True, help="directory to create")
+    prep.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to create")
     prep.add_argument("--force", action="store_true", help="replace --out if it exists")
     prep.add_argument(
-        "--png", type=Path, default=None, help="also write the label-distribution plot here"
+        "--png",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the label-distribution plot here (default: no plot)",
     )
     prep.set_defaults(func=prepare)
 
-    stats = sub.add_parser("stats", help="per-client sizes and label counts; a PNG plot")
+    stats = sub.add_parser(
+        "stats",
+        help="per-client sizes and label counts; a PNG plot",
+        description="Print a prepared directory's per-client table and write its "
+        "label-distribution plot.",
+    )
     stats.add_argument("manifest", type=Path, help="manifest.json or its directory")
     stats.add_argument(
         "--png",
         type=Path,
         default=None,
+        metavar="FILE",
         help="plot path (default: label-distribution.png beside the manifest)",
     )
     stats.add_argument("--json", action="store_true", help="print the rows as JSON")
     stats.set_defaults(func=stats_cmd)
 
-    serve = sub.add_parser("serve", help="serve a prepared directory over HTTP (Range)")
-    serve.add_argument("directory", type=Path)
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8090)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a prepared directory over HTTP (Range)",
+        description="Serve a prepared directory's files over HTTP, as `htfl run` does during "
+        'an experiment with delivery = "http"; Ctrl-C to stop.',
+    )
+    serve.add_argument("directory", type=Path, help="the prepared directory (with manifest.json)")
+    serve.add_argument("--host", default="0.0.0.0", metavar="ADDRESS", help="address to listen on")
+    serve.add_argument(
+        "--port", type=integer(0, 65535), default=8090, help="port to listen on (0: any free)"
+    )
     serve.set_defaults(func=serve_cmd)
 
     stage = sub.add_parser(
         "stage",
         help="lay shards out for the ansible datasets role (DIR/common, DIR/<host>)",
+        description="Lay a preparation out per inventory host, for "
+        '`htfl deploy provision --datasets DIR` (experiments with delivery = "ansible").',
     )
-    stage.add_argument("manifest", type=Path)
-    stage.add_argument("--out", type=Path, required=True)
+    stage.add_argument("manifest", type=Path, help="manifest.json or its directory")
+    stage.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory to lay the shards out in"
+    )
     group = stage.add_mutually_exclusive_group(required=True)
     group.add_argument("--hosts", help="inventory host names in client order, comma-separated")
     group.add_argument(
-        "--experiment", type=Path, help="take the hosts from this experiment's [devices] names"
+        "--experiment",
+        type=Path,
+        metavar="FILE",
+        help="take the hosts from this experiment's [devices] names",
     )
     stage.set_defaults(func=stage_cmd)
 
-    listing = sub.add_parser("list", help="known datasets, upstream files and checksums")
+    listing = sub.add_parser(
+        "list",
+        help="known datasets, upstream files and checksums",
+        description="The datasets `htfl data prepare` knows, their upstream files and checksums.",
+    )
     listing.set_defaults(func=list_cmd)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _partition_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The partition options given on the command line; one the partition does not use is a
+    mistake (it would be silently ignored)."""
+    from htfl.datasets.partition import RELEVANT_FIELDS
+
+    given = {
+        key: getattr(args, key)
+        for key in ("alpha", "classes_per_client", "min_samples", "balanced")
+        if getattr(args, key) is not None
+    }
+    relevant = RELEVANT_FIELDS[args.partition]
+    for key in given:
+        if key not in relevant:
+            raise ValueError(
+                f"--{key.replace('_', '-')} does not apply to --partition {args.partition} "
+                f"(it uses: {', '.join('--' + k.replace('_', '-') for k in relevant) or 'none'})"
+            )
+    return given
 
 
 def _value(text: str):
@@ -163,22 +252,19 @@ def prepare(args: argparse.Namespace) -> int:
     from htfl.workstation.datasets.upstream import UnverifiedSourceError
 
     try:
-        spec = PartitionSpec(
-            args.partition,
-            classes_per_client=args.classes_per_client,
-            alpha=args.alpha,
-            min_samples=args.min_samples,
-            balanced=args.balanced,
-        )
-        kwargs = _options(args.option)
+        spec = PartitionSpec(args.partition, **_partition_options(args))
+        kwargs = _options(args.option or [])
         if args.dataset != "digits":
             kwargs.update(
                 source=args.source,
-                expected_sha256=_expected(args.expected_sha256),
+                expected_sha256=_expected(args.expected_sha256 or []),
                 download=args.download,
             )
         elif args.source or args.expected_sha256 or args.download:
-            raise ValueError("digits is bundled with scikit-learn: it takes no source")
+            raise ValueError(
+                "digits ships with htfl: no source to read "
+                "(it takes no --source, --expected-sha256 or --download)"
+            )
         loader = make_loader(args.dataset, **kwargs)
         console.print(f"loading {args.dataset} ...")
         loaded = loader.load()
@@ -230,6 +316,9 @@ def _print_table(manifest) -> None:
 
     rows = summary_rows(manifest)
     part = manifest.partition
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"{manifest.dataset}: {part['kind']} "
         + " ".join(f"{k}={v}" for k, v in part.items() if k != "kind")
@@ -273,8 +362,8 @@ def stats_cmd(args: argparse.Namespace) -> int:
 
 
 def serve_cmd(args: argparse.Namespace) -> int:
-    from htfl.datasets.delivery import ShardServer
     from htfl.datasets.store import ManifestError
+    from htfl.workstation.datasets.delivery import ShardServer
 
     try:
         server = ShardServer(args.directory, args.host, args.port)
@@ -297,14 +386,13 @@ def serve_cmd(args: argparse.Namespace) -> int:
 
 
 def stage_cmd(args: argparse.Namespace) -> int:
-    from htfl.datasets.delivery import stage_for_ansible
     from htfl.datasets.store import ManifestError
+    from htfl.workstation.datasets.delivery import stage_for_ansible
 
     if args.hosts:
         hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     else:
-        from htfl.workstation.config.experiment import load_experiment
-        from htfl.workstation.config.typed import ConfigError
+        from htfl.workstation.config.experiment import ConfigError, load_experiment
 
         try:
             hosts = list(load_experiment(args.experiment).devices.names)
@@ -330,6 +418,9 @@ def stage_cmd(args: argparse.Namespace) -> int:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from htfl.workstation.datasets.catalog import describe
     from htfl.workstation.datasets.upstream import UPSTREAM
 

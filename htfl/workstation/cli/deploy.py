@@ -13,15 +13,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
+from htfl.cli import LazyConsole, add_group, integer
 from htfl.workstation.deploy.paths import PLAYBOOKS
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 # Not a terminal (CI, a log file): wide enough that the tables do not wrap.
-console = Console(
+console = LazyConsole(
     stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160
 )
 
@@ -34,68 +35,106 @@ ACTION_HELP = {
     "update": "roll a new htfl build out a few devices at a time",
     "facts": "check each device is what the inventory says (arch, memory, Python, torch, clock)",
 }
+#: The actions that install an htfl build (and so take --wheel).
+INSTALLING = ("provision", "update")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "deploy",
-        help="provision and run the agents on real devices (Ansible)",
-        description="\n".join(f"  {a:<10} {h}" for a, h in ACTION_HELP.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("action", choices=PLAYBOOKS)
-    p.add_argument(
+def _common_options() -> argparse.ArgumentParser:
+    """Options every action takes (a parent parser, so each action's help lists them)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--limit",
-        help="device classes (jetson-nano), host names or groups, comma-separated",
+        default=None,
+        metavar="HOSTS",
+        help="device classes (jetson-nano), host names or groups, comma-separated "
+        "(default: every device of the inventory)",
     )
-    p.add_argument(
+    common.add_argument(
         "--inventory",
         type=Path,
         default=None,
+        metavar="PATH",
         help="inventory file or directory (default: deploy/inventory/testbed.yml)",
     )
-    p.add_argument(
-        "--wheel",
-        type=Path,
+    common.add_argument(
+        "--forks",
+        type=integer(1),
         default=None,
-        help="provision/update: install this htfl wheel (default: build one from the checkout)",
+        metavar="N",
+        help="devices worked on at once (default: deploy/ansible.cfg's forks)",
     )
-    p.add_argument(
-        "--datasets",
-        type=Path,
-        default=None,
-        help="provision: deliver DIR/common and DIR/<host> into each device's data directory",
-    )
-    p.add_argument(
-        "--dest",
-        type=Path,
-        default=None,
-        help="logs: where to put them (default: results/device-logs/<time>/)",
-    )
-    p.add_argument("--forks", type=int, default=None, help="devices worked on at once")
-    p.add_argument(
+    common.add_argument(
         "-e",
         "--extra-var",
         action="append",
-        default=[],
+        default=None,
         metavar="KEY=VALUE",
-        help="an Ansible variable for this run (VALUE is read as YAML)",
+        help="an Ansible variable for this run, VALUE read as YAML; repeatable (default: none)",
     )
-    p.add_argument(
+    common.add_argument(
         "--artifacts",
         type=Path,
         default=Path("results/deploy"),
+        metavar="DIR",
         help="where ansible-runner keeps each run's events and output",
     )
-    p.add_argument(
+    common.add_argument(
         "--json",
         type=Path,
         default=None,
         metavar="FILE",
-        help="also write the outcome per host (and status/facts records) as JSON",
+        help="also write the outcome per host (and status/facts records) as JSON (default: none)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity")
-    p.set_defaults(func=run)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more Ansible output (-vvv: most)"
+    )
+    return common
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    actions = add_group(
+        subparsers,
+        "deploy",
+        help="provision and run the agents on real devices (Ansible)",
+        description="Each action runs one playbook of deploy/ (deploy/<action>.yml) against "
+        "the inventory through ansible-runner: progress per host, then a table of hosts ok, "
+        "changed, unreachable, failed. Exit status 1 when a device failed or did not answer, "
+        "2 when the run itself could not happen (deploy/README.md).",
+    )
+    common = _common_options()
+    for action in PLAYBOOKS:
+        p = actions.add_parser(
+            action,
+            parents=[common],
+            help=ACTION_HELP[action],
+            description=f"htfl deploy {action}: {ACTION_HELP[action]}.",
+        )
+        if action in INSTALLING:
+            p.add_argument(
+                "--wheel",
+                type=Path,
+                default=None,
+                metavar="FILE",
+                help="install this htfl wheel (default: build one from this checkout)",
+            )
+        if action == "provision":
+            p.add_argument(
+                "--datasets",
+                type=Path,
+                default=None,
+                metavar="DIR",
+                help="deliver DIR/common and DIR/<host> into each device's data directory, "
+                "as laid out by `htfl data stage` (default: no datasets)",
+            )
+        if action == "logs":
+            p.add_argument(
+                "--dest",
+                type=Path,
+                default=None,
+                metavar="DIR",
+                help="where to put them (default: results/device-logs/<time>/)",
+            )
+        p.set_defaults(func=run, action=action)
 
 
 def _limit(raw: str | None, inventory: Any) -> str | None:
@@ -138,9 +177,11 @@ class Progress:
         if live:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=console, refresh_per_second=4)
+            self.live = Live(self._table(), console=console.get(), refresh_per_second=4)
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False)
         for col in ("host", "tasks", "changed", "state", "task"):
             table.add_column(col)
@@ -153,7 +194,7 @@ class Progress:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.live:
             self.live.__exit__(*exc)
 
@@ -194,6 +235,8 @@ class Progress:
 
 
 def recap_table(result: Any, classes: dict[str, str]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"htfl deploy {result.playbook}: {result.seconds:.1f} s")
     for col in ("host", "class", "ok", "changed", "unreachable", "failed", "skipped", "result"):
         table.add_column(col, justify="right" if col in ("ok", "changed", "skipped") else "left")
@@ -228,6 +271,8 @@ def _since(epoch: Any) -> str:
 
 
 def status_table(published: dict[str, dict[str, Any]], current_build: str | None) -> Table:
+    from rich.table import Table
+
     table = Table(title="agents")
     for col in ("host", "class", "manager", "state", "pid", "up since", "restarts", "build"):
         table.add_column(col)
@@ -254,6 +299,8 @@ def status_table(published: dict[str, dict[str, Any]], current_build: str | None
 
 
 def facts_table(published: dict[str, dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="device facts")
     cols = ("host", "class", "arch", "MiB", "os", "python", "torch", "cuda", "flwr", "clock ms")
     for col in cols:
@@ -281,7 +328,7 @@ def facts_table(published: dict[str, dict[str, Any]]) -> Table:
 def _current_build(tree: Path) -> str | None:
     from htfl.workstation.deploy.wheel import sha256_of
 
-    wheels = sorted((tree / ".build").glob("htfl-*.whl"), key=lambda p: p.stat().st_mtime)
+    wheels = sorted((tree / ".build").glob("htfl*.whl"), key=lambda p: p.stat().st_mtime)
     return sha256_of(wheels[-1]) if wheels else None
 
 
@@ -323,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         inventory_path = (args.inventory or default_inventory()).resolve()
         inventory = load_inventory(inventory_path)
         limit = _limit(args.limit, inventory)
-        extravars = _extra_vars(args.extra_var)
+        extravars = _extra_vars(args.extra_var or [])
     except (DeployTreeError, InventoryError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         return 2

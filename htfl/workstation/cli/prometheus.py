@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from htfl.cli import add_group
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("prometheus", help="Prometheus configuration from the inventory")
-    sub = p.add_subparsers(dest="prometheus_command", required=True)
-    t = sub.add_parser("targets", help="write file_sd targets and prometheus.yml")
-    t.add_argument("--inventory", type=Path, default=Path("deploy/inventory/testbed.yml"))
-    t.add_argument("--out", type=Path, default=Path("dashboards/prometheus"))
+    sub = add_group(
+        subparsers,
+        "prometheus",
+        help="Prometheus configuration from the inventory",
+        description="Prometheus scrapes every agent's /metrics and the ServerApp's; "
+        "these actions write its configuration from the inventory (docs/metrics.md).",
+    )
+    t = sub.add_parser(
+        "targets",
+        help="write file_sd targets and prometheus.yml",
+        description="Write OUT/prometheus.yml and OUT/targets/devices.json: one target per "
+        "inventory host (its htfl_exporter_port) plus the ServerApp.",
+    )
+    t.add_argument(
+        "--inventory",
+        type=Path,
+        default=Path("deploy/inventory/testbed.yml"),
+        metavar="FILE",
+        help="the Ansible inventory listing the devices",
+    )
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=Path("dashboards/prometheus"),
+        metavar="DIR",
+        help="where to write prometheus.yml and targets/",
+    )
     t.add_argument(
         "--server",
         default="127.0.0.1:9465",
-        help="the ServerApp's metrics address (experiment [telemetry])",
+        metavar="HOST:PORT",
+        help="the ServerApp's metrics address (the experiment's [telemetry])",
     )
     t.set_defaults(func=targets)
 
@@ -27,7 +53,7 @@ def targets(args: argparse.Namespace) -> int:
     try:
         inventory = load_inventory(args.inventory)
     except InventoryError as err:
-        print(f"error: {err}")
+        print(f"htfl prometheus targets: error: {err}", file=sys.stderr)
         return 2
     path = write_prometheus_config(inventory, args.out, args.server)
     print(

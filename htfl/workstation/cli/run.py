@@ -10,38 +10,51 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from htfl.workstation.config.typed import ConfigError
+from htfl.cli import LazyConsole, integer
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from htfl.workstation.local_fleet import LocalFleet
 
-console = Console(stderr=True)
+console = LazyConsole(stderr=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("run", help="run an experiment file")
-    p.add_argument("experiment", type=Path)
+    p = subparsers.add_parser(
+        "run",
+        help="run an experiment file and record its results",
+        description="Check EXPERIMENT (every problem at once), submit it to its SuperLink, "
+        "show progress per round and write results/<experiment-id>/ (rounds.csv, "
+        "summary.json). Without devices, --local-fleet N runs "
+        "a SuperLink and N agents on this machine.",
+    )
+    p.add_argument(
+        "experiment",
+        type=Path,
+        help="the experiment file (TOML, e.g. experiments/quickstart.toml; its sections are "
+        "described in the README)",
+    )
     p.add_argument(
         "--local-fleet",
-        type=int,
+        type=integer(1),
         metavar="N",
         default=None,
-        help="start a SuperLink and N simulated devices on this machine",
+        help="start a SuperLink and N simulated devices on this machine, of the experiment's "
+        "[devices] classes (default: none, use the experiment's [superlink])",
     )
     p.add_argument(
         "--results",
         type=Path,
         default=Path("results"),
+        metavar="DIR",
         help="parent directory of results/<experiment-id>/",
     )
     p.add_argument(
         "--timeout",
         type=float,
         default=None,
+        metavar="SECONDS",
         help="give up after this many seconds (default: no limit)",
     )
     p.set_defaults(func=run)
@@ -63,6 +76,8 @@ def summary_table(results_dir: Path) -> Table:
 
     rows = read_rows(results_dir)
     last_round = max((int(r["round"]) for r in rows), default=0)
+    from rich.table import Table
+
     table = Table(title=f"{results_dir.name}: round {last_round}")
     for col in ("device", "class", "arch", "status", "accuracy", "train s", "up B", "down B"):
         table.add_column(col, justify="right" if col[0].islower() and " " in col else "left")
@@ -97,13 +112,15 @@ def follow(
     offset, end_event = 0, None
     started = time.monotonic()
     last_status_check = 0.0
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=console.get(),
         transient=False,
     ) as bar:
         task = bar.add_task("waiting for devices", total=None, info="")
@@ -152,13 +169,20 @@ def run(args: argparse.Namespace) -> int:
     from htfl.workstation.local_fleet import interrupt_on_signals
 
     interrupt_on_signals()  # Ctrl-C, kill -INT and SIGTERM stop the run and the fleet
-    from htfl.workstation.config.experiment import load_experiment
+    # Imported here, not at the top: the experiment schema pulls in torch (seconds), and
+    # `htfl --help` imports this module.
+    from htfl.workstation.config.experiment import ConfigError, load_experiment
+    from htfl.workstation.config.preflight import preflight
     from htfl.workstation.server import submit
 
     try:
-        exp = load_experiment(args.experiment)
+        # Validate the file (no I/O), then check the files it names, before anything starts.
+        exp = preflight(load_experiment(args.experiment))
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
+        from rich.markup import escape
+
+        # soft_wrap: a path in an error is never broken across lines (users copy it)
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         return 2
     fleet = None
     results_dir = (args.results / exp.id).resolve()
@@ -208,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
         if fleet is not None:
             fleet.stop()
     if (results_dir / "rounds.csv").exists():
+        from rich.console import Console
+
         Console().print(summary_table(results_dir))
     summary_file = results_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else end
