@@ -18,7 +18,7 @@ Columns: wall seconds (median of ``--repeat`` runs), peak traced allocations dur
 process's max RSS (for partition/prepare it includes the 188 MB synthetic dataset, made
 before the timed step; for the agent steps only the interpreter, numpy and one shard).
 
-    python benchmarks/data_prepare.py [--clients 100] [--samples 60000] [--repeat 3]
+    python -m benchmarks.data_prepare [--clients 100] [--samples 60000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 step, out, clients, samples = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 from htfl.datasets import LoadedDataset, PartitionSpec, load_shard, partition_indices, write_shards
 from htfl.datasets.partition import split_train_test
-from htfl.datasets.shard import _split_seed
+from htfl.datasets.shard import split_seed
 
 def synthetic():
     rng = np.random.default_rng(0)
@@ -57,7 +57,7 @@ if step in ("partition", "prepare"):
     if step == "partition":
         parts = partition_indices(data.y, clients, spec, seed=0)
         for i, part in enumerate(parts):
-            split_train_test(part, data.y, 0.75, _split_seed(0, i))
+            split_train_test(part, data.y, 0.75, split_seed(0, i))
     else:
         manifest = write_shards(data, spec, out, num_clients=clients, seed=0, force=True)
         extra["bytes"] = sum(e.bytes for e in manifest.clients())
@@ -71,7 +71,8 @@ else:
         t0 = time.perf_counter()
         shard = load_shard(out, index, manifest.content_sha256, verify=(step == "load-verified"))
     else:
-        from htfl.datasets.delivery import ShardServer, fetch_client_shard
+        from htfl.datasets.delivery import fetch_client_shard
+        from htfl.workstation.datasets.delivery import ShardServer
         target = Path(sys.argv[5])
         shutil.rmtree(target, ignore_errors=True)
         with ShardServer(out) as server:

@@ -4,17 +4,22 @@
 
 ``build``
     No prepared shards: every agent loads the dataset itself and cuts its shard in memory
-    (:func:`htfl.datasets.client_shard`; deterministic, fine for scikit-learn's digits).
+    (:func:`htfl.datasets.client_shard`; deterministic, fine for the packaged digits).
 ``http``
-    The ServerApp serves the prepared directory (:class:`ShardServer`, stdlib
-    ``http.server`` with ``Range`` support). The setup message carries the URL and the
-    manifest's content hash; the agent downloads ``manifest.json`` and only its own
+    The ServerApp serves the prepared directory
+    (:class:`htfl.workstation.datasets.delivery.ShardServer`, stdlib ``http.server`` with
+    ``Range`` support). The setup message carries the URL and the manifest's content hash;
+    the agent downloads ``manifest.json`` and only its own
     ``client-NNNNN.npz`` into ``<data dir>/shards/<hash[:16]>/``, resuming a partial file,
     verifies both, and reuses them next time without any transfer.
 ``ansible``
     The files are already in ``<data dir>/shards/<hash[:16]>/`` on the device (the
-    ``datasets`` role synced what :func:`stage_for_ansible` laid out); the agent only
+    ``datasets`` role synced what
+    :func:`htfl.workstation.datasets.delivery.stage_for_ansible` laid out); the agent only
     verifies them.
+
+This module is the device's half and ships to every device; the workstation's half
+(serving, staging, recording the delivery) is :mod:`htfl.workstation.datasets.delivery`.
 
 Why no extra library for HTTP: one thread per connection from ``ThreadingHTTPServer`` is
 plenty for tens of devices fetching a few MB each, and ``urllib`` on the device side keeps
@@ -23,21 +28,13 @@ the agent's dependencies what they were (boards and Termux phones install nothin
 
 from __future__ import annotations
 
-import dataclasses
-import http.server
 import logging
-import os
-import re
-import shutil
-import socket
-import threading
 import urllib.parse
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from htfl.datasets.base import data_dir
+from htfl.datasets.base import data_dir as default_data_dir
 from htfl.datasets.integrity import Checksum, ChecksumError, download
 from htfl.datasets.partition import PartitionSpec
 from htfl.datasets.shard import ClientShard, client_shard
@@ -49,175 +46,15 @@ from htfl.datasets.store import (
     load_shard,
 )
 
-__all__ = [
-    "ShardServer",
-    "cache_dir",
-    "fetch_client_shard",
-    "obtain_client_shard",
-    "stage_for_ansible",
-    "start_shard_delivery",
-]
+__all__ = ["cache_dir", "fetch_client_shard", "obtain_client_shard"]
 
 log = logging.getLogger(__name__)
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_CHUNK = 1 << 20
-
 
 def cache_dir(content_sha256: str, root: Path | None = None) -> Path:
-    """Where a device keeps (or Ansible puts) the shards of one preparation."""
-    return (root or data_dir()) / "shards" / content_sha256[:16]
-
-
-# --------------------------------------------------------------------------- server
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "htfl-shards/1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
-        self._serve(send_body=False)
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self._serve(send_body=True)
-
-    def _serve(self, send_body: bool) -> None:
-        name = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
-        if name not in self.server.allowed:
-            self.send_error(404, "not a file of this preparation")
-            return
-        path = self.server.root / name
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            self.send_error(404, "listed in the manifest but missing on the server")
-            return
-        start, end, status = 0, size - 1, 200
-        header = self.headers.get("Range")
-        if header:
-            match = _RANGE.match(header.strip())
-            if match and (match.group(1) or match.group(2)):
-                first, last = match.group(1), match.group(2)
-                if first:
-                    start = int(first)
-                    end = min(int(last), size - 1) if last else size - 1
-                else:  # suffix range: the last N bytes
-                    start = max(size - int(last), 0)
-                if start >= size or start > end:
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{size}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                status = 206
-        length = end - start + 1 if size else 0
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(length))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        etag = self.server.etags.get(name)
-        if etag:
-            self.send_header("ETag", f'"{etag}"')
-        self.end_headers()
-        if not send_body:
-            return
-        sent = 0
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            while sent < length:
-                chunk = fh.read(min(_CHUNK, length - sent))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                sent += len(chunk)
-        self.server.count(name, sent)
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    root: Path
-    allowed: frozenset[str]
-    etags: dict[str, str]
-    bytes_sent: Counter
-    requests: Counter
-    _lock: threading.Lock
-
-    def count(self, name: str, sent: int) -> None:
-        with self._lock:
-            self.bytes_sent[name] += sent
-            self.requests[name] += 1
-
-
-class ShardServer:
-    """Serve one prepared directory (its manifest and the files it lists) over HTTP.
-
-    Only ``manifest.json`` and the shard files named in it can be fetched; ``Range``
-    requests are answered with 206 so an agent can resume. ``bytes_sent`` / ``requests``
-    count what went out per file (what the tests and the logs use).
-    """
-
-    def __init__(self, directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0):
-        manifest = Manifest.read(directory)
-        self.manifest = manifest
-        server = _Server((host, port), _Handler)
-        server.root = manifest.directory
-        server.etags = {e.file: e.sha256 for e in manifest.clients()}
-        server.allowed = frozenset([MANIFEST, *server.etags])
-        server.bytes_sent = Counter()
-        server.requests = Counter()
-        server._lock = threading.Lock()
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="htfl-shard-server", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def url(self, host: str | None = None) -> str:
-        """Base URL; ``host`` overrides the bound address (needed when bound to 0.0.0.0)."""
-        bound, port = self.address
-        name = host or (advertised_host() if bound in ("0.0.0.0", "::", "") else bound)
-        return f"http://{name}:{port}/"
-
-    @property
-    def bytes_sent(self) -> Counter:
-        return self._server.bytes_sent
-
-    @property
-    def requests(self) -> Counter:
-        return self._server.requests
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> ShardServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def advertised_host() -> str:
-    """This machine's address on its default route (no packet is sent), else loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("10.255.255.255", 1))
-            return str(sock.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
+    """Where a device keeps (or Ansible puts) the shards of one preparation, under the data
+    directory ``root`` (default: :func:`htfl.datasets.base.data_dir`, i.e. ``$HTFL_DATA_DIR``)."""
+    return (root or default_data_dir()) / "shards" / content_sha256[:16]
 
 
 # --------------------------------------------------------------------------- agent side
@@ -284,8 +121,12 @@ def fetch_client_shard(
     return manifest
 
 
-def obtain_client_shard(cfg: Mapping[str, Any]) -> ClientShard:
-    """The shard a ``train.setup`` message asks for, however the experiment delivers it."""
+def obtain_client_shard(cfg: Mapping[str, Any], data_dir: Path | None = None) -> ClientShard:
+    """The shard a ``train.setup`` message asks for, however the experiment delivers it.
+
+    Prepared shards are fetched to (or found in) ``data_dir``, the agent's ``--data-dir``
+    (default: :func:`htfl.datasets.base.data_dir`).
+    """
     shards = dict(cfg.get("shards") or {})
     delivery = shards.get("delivery", "build")
     index = int(cfg["client_index"])
@@ -299,7 +140,7 @@ def obtain_client_shard(cfg: Mapping[str, Any]) -> ClientShard:
             float(cfg["train_fraction"]),
         )
     expected = str(shards["content_sha256"])
-    directory = cache_dir(expected)
+    directory = cache_dir(expected, data_dir)
     num_clients = int(cfg["num_clients"])
     if delivery == "http":
         manifest = fetch_client_shard(
@@ -325,104 +166,3 @@ def _check_clients(manifest: Manifest, num_clients: int | None) -> None:
             f"{manifest.path}: prepared for {manifest.num_clients} clients but the experiment "
             f"has {num_clients}"
         )
-
-
-# --------------------------------------------------------------------------- server side
-
-
-def start_shard_delivery(experiment: Any, results: Any = None) -> tuple[Any, ShardServer | None]:
-    """On the ServerApp: check the prepared shards and, for ``http``, start serving them.
-
-    Returns the experiment with ``data.shard_url`` filled in (what the setup message sends)
-    and the server to close at the end (None when nothing is served here). With
-    ``results`` (a ResultsStore), records the delivery in ``data.json``.
-    """
-    data = experiment.data
-    if data.delivery == "build":
-        return experiment, None
-    manifest = Manifest.read(data.manifest, expected_sha256=data.shards_sha256 or None)
-    if manifest.num_clients != experiment.devices.count:
-        raise ManifestError(
-            f"{manifest.path}: the shards were prepared for {manifest.num_clients} clients "
-            f"but [devices] selects {experiment.devices.count}"
-        )
-    server = None
-    url = data.shard_url
-    if data.delivery == "http" and data.serve_port >= 0:
-        server = ShardServer(manifest.directory, data.serve_host, data.serve_port)
-        url = data.shard_url or server.url()
-        log.info("serving shards of %s at %s", manifest.path, url)
-    experiment = dataclasses.replace(
-        experiment,
-        data=dataclasses.replace(data, shard_url=url, shards_sha256=manifest.content_sha256),
-    )
-    if results is not None:
-        results.write_json(
-            "data.json",
-            {
-                "delivery": data.delivery,
-                "manifest": str(manifest.path),
-                "content_sha256": manifest.content_sha256,
-                "url": url,
-                "dataset": manifest.dataset,
-                "partition": manifest.partition,
-                "seed": manifest.seed,
-                "num_clients": manifest.num_clients,
-                "clients": [
-                    {
-                        "client_index": e.client_index,
-                        "file": e.file,
-                        "sha256": e.sha256,
-                        "num_train": e.num_train,
-                        "num_test": e.num_test,
-                        "group": e.group,
-                    }
-                    for e in manifest.clients()
-                ],
-            },
-        )
-    return experiment, server
-
-
-# --------------------------------------------------------------------------- ansible
-
-
-def stage_for_ansible(
-    manifest_path: str | os.PathLike, hosts: Sequence[str], out: str | os.PathLike
-) -> dict[str, list[Path]]:
-    """Lay out a preparation for the ``datasets`` role: ``out/common`` and ``out/<host>``.
-
-    Client ``i`` belongs to ``hosts[i]``. ``out/common/shards/<hash16>/manifest.json``
-    goes to every device and ``out/<host>/shards/<hash16>/client-NNNNN.npz`` only to that
-    host, so each lands in ``<data dir>/shards/<hash16>/`` on its device. Files are hard
-    links where possible (copies otherwise). Returns the files written per directory.
-    """
-    manifest = Manifest.read(manifest_path)
-    hosts = list(hosts)
-    if len(hosts) != manifest.num_clients:
-        raise ValueError(
-            f"{manifest.path} has {manifest.num_clients} clients but {len(hosts)} hosts were "
-            "given; list one host per client, in client order"
-        )
-    if len(set(hosts)) != len(hosts):
-        raise ValueError("a host is listed twice")
-    out = Path(out)
-    key = manifest.content_sha256[:16]
-    written: dict[str, list[Path]] = {}
-
-    def place(src: Path, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)
-        try:
-            os.link(src, dest)
-        except OSError:
-            shutil.copy2(src, dest)
-
-    common = out / "common" / "shards" / key / MANIFEST
-    place(manifest.path, common)
-    written["common"] = [common]
-    for host, entry in zip(hosts, manifest.clients(), strict=True):
-        dest = out / host / "shards" / key / entry.file
-        place(manifest.directory / entry.file, dest)
-        written[host] = [dest]
-    return written

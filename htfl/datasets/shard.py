@@ -82,14 +82,14 @@ def _client_splits(
     loaded = _load(dataset)
     splits = []
     for client, part in enumerate(_partition(dataset, spec, num_clients, seed)):
-        train, test = split_train_test(part, loaded.y, train_fraction, _split_seed(seed, client))
+        train, test = split_train_test(part, loaded.y, train_fraction, split_seed(seed, client))
         train.setflags(write=False)
         test.setflags(write=False)
         splits.append((train, test))
     return tuple(splits)
 
 
-def _split_seed(seed: int, client_index: int) -> int:
+def split_seed(seed: int, client_index: int) -> int:
     """Independent, deterministic seed for one client's train/test split."""
     return int(np.random.SeedSequence([seed, client_index]).generate_state(1)[0])
 

@@ -44,7 +44,7 @@ import htfl
 from htfl.datasets.base import LoadedDataset
 from htfl.datasets.integrity import sha256_file
 from htfl.datasets.partition import PartitionSpec, partition_indices, split_train_test
-from htfl.datasets.shard import ClientShard, _label_counts, _split_seed
+from htfl.datasets.shard import ClientShard, _label_counts, split_seed
 
 __all__ = [
     "FORMAT",
@@ -307,11 +307,13 @@ def write_shards(
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1); got {train_fraction!r}")
     parts = partition_indices(loaded.y, num_clients, spec, seed, groups=loaded.groups)
-    group_keys = np.unique(loaded.groups) if spec.kind == "natural" else None
+    group_keys = None
+    if spec.kind == "natural" and loaded.groups is not None:
+        group_keys = np.unique(loaded.groups)
     clients: list[dict[str, Any]] = []
     with _staging(out, force) as stage:
         for index, part in enumerate(parts):
-            train, test = split_train_test(part, loaded.y, train_fraction, _split_seed(seed, index))
+            train, test = split_train_test(part, loaded.y, train_fraction, split_seed(seed, index))
             name = shard_file_name(index)
             path = stage / name
             _write_npz(

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import htfl.datasets.delivery as delivery_module
 from htfl.datasets import (
     ManifestError,
     PartitionSpec,
@@ -19,15 +18,10 @@ from htfl.datasets import (
     load_shard,
     write_shards,
 )
-from htfl.datasets.delivery import (
-    ShardServer,
-    cache_dir,
-    fetch_client_shard,
-    obtain_client_shard,
-    stage_for_ansible,
-)
+from htfl.datasets.delivery import cache_dir, fetch_client_shard, obtain_client_shard
 from htfl.datasets.store import MANIFEST, Manifest, shard_file_name
 from htfl.workstation.datasets.catalog import make_loader
+from htfl.workstation.datasets.delivery import ShardServer, advertised_host, stage_for_ansible
 from tests.datasets.conftest import settled, tree
 
 SPEC = PartitionSpec("pathological", classes_per_client=3, min_samples=20)
@@ -219,5 +213,5 @@ def test_ansible_delivery_without_synced_files(prepared: Manifest) -> None:
 
 
 def test_advertised_host_is_an_address() -> None:
-    host = delivery_module.advertised_host()
+    host = advertised_host()
     assert host.count(".") == 3

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from htfl.datasets import (
+    LoadedDataset,
+    UnknownDatasetError,
+    get_loader,
+    known_datasets,
+    register_loader,
+)
 from htfl.datasets.integrity import ChecksumError
 from htfl.workstation.datasets.catalog import make_loader
 from htfl.workstation.datasets.pamap2 import ACTIVITIES, CHANNEL_COLUMNS
@@ -307,3 +315,73 @@ def test_digits_loader_unchanged() -> None:
     loaded = make_loader("digits").load()
     assert loaded.num_samples == 1797
     assert loaded.provenance is None
+
+
+@pytest.fixture(scope="module")
+def digits() -> LoadedDataset:
+    return get_loader("digits").load()
+
+
+def test_digits_loader_shapes_and_dtypes(digits: LoadedDataset) -> None:
+    assert digits.name == "digits"
+    assert digits.x.dtype == np.float32
+    assert digits.y.dtype == np.int64
+    assert digits.x.shape == (1797, 1, 8, 8)
+    assert digits.y.shape == (1797,)
+    assert digits.input_shape == (1, 8, 8)
+    assert digits.num_classes == 10
+    assert digits.groups is None
+    assert float(digits.x.min()) == 0.0
+    assert float(digits.x.max()) == 1.0
+    np.testing.assert_array_equal(np.unique(digits.y), np.arange(10))
+
+
+#: sha256 over dtype, shape and bytes of x then y, as scikit-learn 1.9.1's ``load_digits()``
+#: gave them through the old loader (``images / 16`` as float32, int64 targets). A fixed input:
+#: the packaged htfl/datasets/data/digits.npz must reproduce it (see its README.md).
+DIGITS_ARRAYS_SHA256 = "dc03189b4746b9956cbef3f3f059983e30dbf36fc76c971951ba57233a7c7071"
+
+
+def test_digits_are_the_arrays_scikit_learn_gave(digits: LoadedDataset) -> None:
+    digest = hashlib.sha256()
+    for array in (digits.x, digits.y):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    assert digest.hexdigest() == DIGITS_ARRAYS_SHA256
+    assert digits.x.flags.c_contiguous  # same memory order as before, not only the same values
+
+
+def test_registry_lists_digits_and_unknown_name_error_lists_known() -> None:
+    assert "digits" in known_datasets()
+    assert known_datasets() == sorted(known_datasets())
+    with pytest.raises(UnknownDatasetError, match="digits") as info:
+        get_loader("no-such-dataset")
+    assert isinstance(info.value, ValueError)
+    assert "no-such-dataset" in str(info.value)
+
+
+def test_register_loader_rejects_duplicates_and_non_loaders() -> None:
+    class Again:
+        name = "digits"
+
+        def load(self) -> LoadedDataset:  # pragma: no cover - never called
+            raise AssertionError
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_loader(Again())
+    with pytest.raises(TypeError):
+        register_loader(object())  # type: ignore[arg-type]
+
+
+def test_loaded_dataset_validates_fields() -> None:
+    x = np.zeros((4, 3), dtype=np.float32)
+    y = np.array([0, 1, 0, 1], dtype=np.int64)
+    LoadedDataset("ok", x, y, 2, (3,), None)
+    with pytest.raises(ValueError, match="float32"):
+        LoadedDataset("bad", x.astype(np.float64), y, 2, (3,), None)
+    with pytest.raises(ValueError, match="input_shape"):
+        LoadedDataset("bad", x, y, 2, (4,), None)
+    with pytest.raises(ValueError, match="labels"):
+        LoadedDataset("bad", x, y, 1, (3,), None)
+    with pytest.raises(ValueError, match="groups"):
+        LoadedDataset("bad", x, y, 2, (3,), np.zeros(3))

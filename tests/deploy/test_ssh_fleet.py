@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from htfl.ports import free_port
 from htfl.workstation.deploy.wheel import build_wheel
+from htfl.workstation.local_fleet import flower_env, start_superlink, stop_process_group
 from tests.deploy.conftest import REPO, htfl_deploy, require
-from tests.support.sshfleet import (
-    SshFleet,
-    free_loopback_port,
-    missing_requirements,
-    start_superlink,
-)
-from tests.support.sshfleet import stop_process_group as stop_group
+from tests.support.sshfleet import SshFleet, missing_requirements
 
-pytestmark = pytest.mark.integration
+# One SSH fleet for the module and its tests in order (make test's --dist loadscope keeps a
+# module on one worker).
+pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 EXPERIMENT = """
 [experiment]
@@ -86,7 +84,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     require(missing_requirements())
     work = tmp_path_factory.mktemp("deploy-ssh")
     # The SuperLink's port is known before the inventory is written; it starts later.
-    fleet = SshFleet(2, superlink=f"127.0.0.1:{free_loopback_port()}")
+    fleet = SshFleet(2, superlink=f"127.0.0.1:{free_port()}")
     try:
         fleet.start()
         wheel = build_wheel(fleet.base / "wheel")  # one build for every run of this module
@@ -95,7 +93,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         yield lab
     finally:
         if "lab" in locals() and lab.superlink is not None:
-            stop_group(lab.superlink)
+            stop_process_group(lab.superlink)
         fleet.stop()
 
 
@@ -130,6 +128,13 @@ def test_provision_installs_every_device_and_a_second_run_changes_nothing(lab: L
             cwd=host.root,  # not the checkout, whose htfl/ would come first
         )
         assert installed.stdout.startswith(str(prefix / "venv")), installed
+        # The device install is the device wheel: no workstation code, device commands only.
+        htfl = prefix / "venv" / "bin" / "htfl"
+        agent = subprocess.run([htfl, "agent", "--help"], capture_output=True, text=True)
+        assert agent.returncode == 0, agent.stderr
+        deploy = subprocess.run([htfl, "deploy", "--help"], capture_output=True, text=True)
+        assert deploy.returncode == 2 and "invalid choice" in deploy.stderr, deploy
+        assert not (Path(installed.stdout.strip()).parent / "workstation").exists()
         assert (prefix / "bin" / "htfl-agentctl").exists()
         assert (prefix / "bin" / "htfl-supervise").exists()
         assert [w.name for w in (prefix / "wheels").iterdir()] == [lab.wheel.name]
@@ -185,7 +190,9 @@ def test_an_unreachable_device_does_not_stop_the_others(lab: Lab) -> None:
 
 def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab) -> None:
     port = int(lab.superlink_address.rsplit(":", 1)[1])
-    lab.superlink, address = start_superlink(lab.work / "superlink", port)
+    home = lab.work / "superlink"
+    lab.superlink = start_superlink(port, home / "superlink.log", flower_env(home / "flwr-home"))
+    address = lab.superlink_address
 
     proc, started = lab.deploy("start")
     assert proc.returncode == 0, _summary(proc)
@@ -235,7 +242,7 @@ def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, snapshot / name)
     shutil.copytree(REPO / "htfl", snapshot / "htfl", ignore=shutil.ignore_patterns("__pycache__"))
-    with open(snapshot / "htfl" / "deploy" / "__init__.py", "a") as fh:
+    with open(snapshot / "htfl" / "device" / "__init__.py", "a") as fh:
         fh.write("# build 2\n")
     v2 = build_wheel(lab.work / "wheel-v2", root=snapshot)
     before = {h: started["published"][h]["htfl_agent_status"]["pid"] for h in started["hosts"]}

@@ -156,9 +156,10 @@ def test_the_device_wheel_is_reproducible(tmp_path: Path) -> None:
     shutil.copytree(REPO / "htfl", src / "htfl", ignore=shutil.ignore_patterns("__pycache__"))
     first = build_wheel(tmp_path / "a", root=src)
     second = build_wheel(tmp_path / "b", root=src)
-    assert first.path.name.startswith("htfl-") and first.path.suffix == ".whl"
+    assert first.path.name.startswith("htfl_device-") and first.path.suffix == ".whl"
+    assert first.distribution == "htfl-device"
     assert first.sha256 == second.sha256
-    (src / "htfl" / "deploy" / "paths.py").write_text("# changed\n", encoding="utf-8")
+    (src / "htfl" / "device" / "agent.py").write_text("# changed\n", encoding="utf-8")
     assert build_wheel(tmp_path / "c", root=src).sha256 != first.sha256
 
 

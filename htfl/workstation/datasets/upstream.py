@@ -27,7 +27,7 @@ import io
 import os
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -321,7 +321,7 @@ class Archive:
         with self._tar() as tar:
             return [self._norm(m.name) for m in tar if m.isfile()]
 
-    def iter_members(self, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    def iter_members(self, want: Callable[[str], bool]) -> Generator[tuple[str, bytes], None, None]:
         """``(name, bytes)`` of every file for which ``want(name)``, in archive order.
 
         One sequential pass: cheap for compressed tars, which cannot seek.

@@ -16,8 +16,8 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from htfl import flower_adapter
-from htfl.datasets.delivery import start_shard_delivery
 from htfl.workstation.config.experiment import experiment_from_dict
+from htfl.workstation.datasets.delivery import start_shard_delivery
 from htfl.workstation.server import selection
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import SUMMARY_FILE, ResultsStore, code_version

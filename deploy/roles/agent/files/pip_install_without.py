@@ -1,15 +1,16 @@
 """Install what the installed distributions require and is missing, leaving some out.
 
-After the htfl wheel is installed with ``--no-deps``, this walks the requirements of htfl and
-of everything it requires (installed metadata only: no pip, no network) and installs only what
-is missing or too old, with one ordinary ``pip install`` that resolves the rest. Nothing
-missing: pip is not called at all (fast on a re-provision).
+After the device wheel is installed with ``--no-deps``, this walks the requirements of its
+distribution (``htfl-device``: the device set, no workstation tools) and of everything they
+require (installed metadata only: no pip, no network) and installs only what is missing or too
+old, with one ordinary ``pip install`` that resolves the rest. Nothing missing: pip is not
+called at all (fast on a re-provision).
 
 It can also leave requirements out, which pip cannot (flwr needs ``uv``, which has no Android
 build): distributions named with ``--no-deps`` are installed without their dependencies and
 their requirements are walked in turn; requirements named with ``--skip`` are left out.
 
-    python pip_install_without.py htfl [--no-deps=flwr] [--skip=uv] [--pip-arg=...]...
+    python pip_install_without.py htfl-device [--no-deps=flwr] [--skip=uv] [--pip-arg=...]...
 
 Prints one JSON line: {"changed": bool, "no_deps": [...], "installed": [...]}. Runs on the
 device with the venv's Python (standard library plus pip's vendored packaging).

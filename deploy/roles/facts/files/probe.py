@@ -11,11 +11,15 @@ info = {
     "machine": platform.machine(),
     "prefix": sys.prefix,
 }
-for dist in ("htfl", "flwr", "torch"):
-    try:
-        info[dist] = importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        info[dist] = None
+# A device installs the device wheel (distribution htfl-device); a workstation-style venv, htfl.
+for key, names in (("htfl", ("htfl-device", "htfl")), ("flwr", ("flwr",)), ("torch", ("torch",))):
+    info[key] = None
+    for name in names:
+        try:
+            info[key] = importlib.metadata.version(name)
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
 try:
     import htfl
 
