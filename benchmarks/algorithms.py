@@ -8,7 +8,7 @@ everywhere), SGD lr 0.05 with momentum 0.9, batch 10, one local epoch. Each expe
 submitted through Flower's Control API exactly as ``htfl run`` does, and its results land in
 ``<results>/<stamp>/<experiment id>/``. Prints one table: the sample-weighted mean test
 accuracy after the last round, its mean over the last five rounds and its best, mean bytes per
-client per round (up and down, as ``protocol.content_bytes`` measures them), and wall time.
+client per round (up and down, as the Grid counts them in ``rounds.csv``), and wall time.
 
 mobilenet_v2 is left out: on 8x8 digits its last stages run at 1x1, BatchNorm sees ~10 values
 per channel per batch, and a client's eval-mode features reached norms of ~1000 (others: 1-10),
@@ -19,7 +19,7 @@ generator is written to ``<results>/example-generator.pt`` (no pre-trained weigh
 downloaded here, so FedKTL's knowledge transfer is only exercised, not effective).
 
 Usage:
-    python benchmarks/algorithms.py [--rounds 40] [--methods fd,fedproto,...]
+    python -m benchmarks.algorithms [--rounds 40] [--methods fd,fedproto,...]
         [--results results/bench-algorithms] [--write-experiments]
 """
 
@@ -29,25 +29,22 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from htfl.algorithms import METHODS, fedktl  # noqa: E402
-from htfl.workstation.config.experiment import experiment_from_dict  # noqa: E402
-from htfl.workstation.local_fleet import (  # noqa: E402
+from htfl.algorithms import METHODS, fedktl
+from htfl.workstation.config.experiment import experiment_from_dict
+from htfl.workstation.local_fleet import (
     LocalFleet,
     expand_selection,
     interrupt_on_signals,
 )
-from htfl.workstation.server.results import read_rows  # noqa: E402
-from htfl.workstation.server.submit import SuperLinkControl  # noqa: E402
+from htfl.workstation.server.results import read_rows
+from htfl.workstation.server.submit import SuperLinkControl
 
+ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments" / "algorithms"
 CLASSES = {"jetson-nano": 5, "orange-pi-5b": 5, "jetson-orin-nano": 5, "jetson-xavier-nx": 5}
 ARCHS = {

@@ -1,7 +1,7 @@
 """Deploy benchmark: wall time of `htfl deploy` provision (first, second run) and start.
 
 Run (as root, with Debian's openssh-server and python3-venv; see tests/deploy/README):
-``.venv/bin/python benchmarks/deploy.py [--sizes 2 8]``
+``.venv/bin/python -m benchmarks.deploy [--sizes 2 8]`` (from the repository root)
 
 For each fleet size N, N local devices reachable over real SSH (tests.support.sshfleet: one
 sshd per loopback address, its own prefix and service account) are provisioned twice from
@@ -26,14 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from htfl.ports import free_port
 from htfl.workstation.deploy.wheel import build_wheel
-from tests.support.sshfleet import (
-    SshFleet,
-    free_loopback_port,
-    missing_requirements,
-    start_superlink,
-    stop_process_group,
-)
+from htfl.workstation.local_fleet import flower_env, start_superlink, stop_process_group
+from tests.support.sshfleet import SshFleet, missing_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +51,7 @@ def deploy(action: str, inventory: Path, work: Path, *extra: str) -> tuple[float
 
 
 def measure(size: int, wheel: Path) -> dict[str, float]:
-    port = free_loopback_port()
+    port = free_port()
     fleet = SshFleet(size, superlink=f"127.0.0.1:{port}")
     superlink = None
     try:
@@ -68,7 +64,8 @@ def measure(size: int, wheel: Path) -> dict[str, float]:
             row[key + "_ansible"] = outcome["seconds"]
             changed = sum(h["changed"] for h in outcome["hosts"].values())
             row[key + "_changed"] = changed
-        superlink, _ = start_superlink(work / "superlink", port)
+        home = work / "superlink"
+        superlink = start_superlink(port, home / "superlink.log", flower_env(home / "flwr-home"))
         row["start"], outcome = deploy("start", inventory, work)
         row["start_ansible"] = outcome["seconds"]
         row["stop"], _ = deploy("stop", inventory, work)

@@ -8,7 +8,7 @@ Local and FedProto: 0.9306 and 0.9083 after 25 rounds on both), so the fleet mea
 testbed and this script measures the methods. Prints final and last-5-round mean accuracy
 (sample-weighted over the clients' test splits) per method and seed, and their means.
 
-Usage: python benchmarks/in_process.py [--methods local,fedproto,fedtgp] [--seeds 0,1,2]
+Usage: python -m benchmarks.in_process [--methods local,fedproto,fedtgp] [--seeds 0,1,2]
     [--rounds 25] [--param fedtgp.tau=5]
 """
 
@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from htfl.algorithms import get_method  # noqa: E402
-from htfl.algorithms.base import ClientSide, TrainSettings  # noqa: E402
-from htfl.datasets import PartitionSpec, client_shard  # noqa: E402
-from htfl.models import build_model  # noqa: E402
-from tests.support.rounds import run_round  # noqa: E402
+from htfl.algorithms import get_method
+from htfl.algorithms.base import ClientSide, TrainSettings
+from htfl.datasets import PartitionSpec, client_shard
+from htfl.models import build_model
+from tests.support.rounds import run_round
 
 #: The accuracy benchmark's split and settings (experiments/algorithms/*.toml).
 ARCHS = ("cnn4", "resnet4", "resnet6", "resnet8")

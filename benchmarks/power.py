@@ -1,6 +1,6 @@
 """Power-measurement benchmark: serial stream throughput/CPU and energy integration error.
 
-Run: ``.venv/bin/python benchmarks/power.py [--seconds 3]``
+Run: ``.venv/bin/python -m benchmarks.power [--seconds 3]``
 
 Throughput. An emulated meter runs in a *child process* on a pseudo-terminal; the reader is
 the real driver + :class:`~htfl.device.power.sampler.SerialSampler` thread in this process, with a

@@ -13,30 +13,26 @@ batch 10, one epoch, clients seeded like the device runtime seeds them). Every
   the smallest distance between two of their own class prototypes (the "margin" FedTGP's
   paper says averaging heterogeneous prototypes shrinks).
 
-Usage: python benchmarks/prototype_diagnosis.py [--rounds 25] [--every 5] [--lamda 1.0]
+Usage: python -m benchmarks.prototype_diagnosis [--rounds 25] [--every 5] [--lamda 1.0]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.in_process import (  # noqa: E402
+from benchmarks.in_process import (
     CLIENTS,
     FEATURE_DIM,
     make_clients,
     sample_weighted,
 )
-from htfl.algorithms import get_method  # noqa: E402
-from tests.support.rounds import run_round  # noqa: E402
+from htfl.algorithms import get_method
+from tests.support.rounds import run_round
 
 SEED = 0
 

@@ -6,7 +6,7 @@ Both sides run the same no-op ServerApp (benchmarks/noop_app) on a real SuperLin
 * htfl:  real `htfl agent` processes (Flower's SuperNode through htfl's adapter, with the
   long-lived in-process worker; torch imported) and htfl's exchange.
 
-Usage: python benchmarks/round_overhead.py [--nodes 4] [--rounds 10]
+Usage (from the repository root): python -m benchmarks.round_overhead [--nodes 4] [--rounds 10]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,9 @@ from flwr.common.serde import fab_to_proto, user_config_to_proto
 from flwr.proto.control_pb2 import StartRunRequest
 from flwr.supercore.fab import Fab
 
+from htfl.ports import free_port
+from htfl.workstation.local_fleet import flower_env, start_superlink, stop_process_group
+
 APP = Path(__file__).parent / "noop_app"
 
 
@@ -41,34 +45,15 @@ def _start(argv, log, env):
 
 
 def run_side(
-    kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05
+    kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05, settle: float = 8.0
 ) -> tuple[list[float], float]:
     """Return per-round seconds and the peak RSS (MiB) of one idle agent."""
-    from htfl.workstation.local_fleet import _free_port, _wait_for_port
-
-    port = _free_port()
-    env = dict(
-        os.environ,
-        FLWR_HOME=str(work / f"{kind}-home"),
-        PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    )
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    port = free_port()
+    env = flower_env(work / f"{kind}-home")
+    env["PYTHONPATH"] = f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     bin_dir = Path(sys.executable).parent
-    procs = [
-        _start(
-            [
-                str(bin_dir / "flower-superlink"),
-                "--insecure",
-                "--port",
-                str(port),
-                "--disable-runtime-dependency-installation",
-            ],
-            work / f"{kind}-sl.log",
-            env,
-        )
-    ]
+    procs = [start_superlink(port, work / f"{kind}-sl.log", env)]
     try:
-        _wait_for_port(port, 60, procs[0], work / f"{kind}-sl.log")
         for i in range(nodes):
             if kind == "stock":
                 argv = [
@@ -77,7 +62,7 @@ def run_side(
                     "--superlink",
                     f"127.0.0.1:{port}",
                     "--port",
-                    str(_free_port()),
+                    str(free_port()),
                 ]
             else:
                 argv = [
@@ -97,7 +82,7 @@ def run_side(
                     "1",
                 ]
             procs.append(_start(argv, work / f"{kind}-node{i}.log", env))
-        time.sleep(8)  # let every node register (and htfl agents import torch)
+        time.sleep(settle)  # idle RSS once every node has registered (and imported torch)
         idle_rss = max(psutil.Process(p.pid).memory_info().rss for p in procs[1:]) / 2**20
         out = work / f"{kind}.json"
         fab_bytes = build_fab_from_disk(APP)
@@ -126,9 +111,9 @@ def run_side(
     finally:
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, 15)
+                os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
-            p.wait(15)
+            stop_process_group(p, 15)
 
 
 def main() -> int:
@@ -141,11 +126,17 @@ def main() -> int:
         default=0.05,
         help="htfl agents' SuperLink poll interval while active (s)",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=8.0,
+        help="seconds the nodes idle before their RSS is read (the rounds wait for every node)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
         work = Path(tmp)
-        stock, stock_rss = run_side("stock", args.nodes, args.rounds, work)
-        fast, htfl_rss = run_side("htfl", args.nodes, args.rounds, work, args.poll)
+        stock, stock_rss = run_side("stock", args.nodes, args.rounds, work, settle=args.settle)
+        fast, htfl_rss = run_side("htfl", args.nodes, args.rounds, work, args.poll, args.settle)
     m_stock, m_fast = statistics.median(stock), statistics.median(fast)
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "

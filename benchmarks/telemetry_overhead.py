@@ -12,7 +12,7 @@
 Targets: <= 1 % of one core at 1 Hz, <= 5 % at 10 Hz, scrape < 50 ms.
 The last line is ``telemetry_scrape_ms=<median>``.
 
-Usage: python benchmarks/telemetry_overhead.py [--seconds 10] [--scrapes 50]
+Usage: python -m benchmarks.telemetry_overhead [--seconds 10] [--scrapes 50]
 """
 
 from __future__ import annotations

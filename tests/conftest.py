@@ -7,12 +7,17 @@ import os
 import pytest
 
 
+def in_ci() -> bool:
+    """True where the CI entry point (.ci/run) runs us: ``CI`` set to anything but false/0."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not os.environ.get("CI"):
+    if not in_ci():
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped:
         names = ", ".join(getattr(r, "nodeid", "?") for r in skipped[:10])
-        reporter.write_line(f"CI forbids skipped tests; skipped: {names}", red=True)
+        reporter.write_line(f"\nCI forbids skipped tests; skipped: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

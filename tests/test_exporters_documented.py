@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from htfl.device.power.exporter import PowerCollector
 from htfl.device.power.meter import PowerSample
-from htfl.workstation.local_fleet import free_ports
+from htfl.ports import free_ports
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import ClientRoundRow
 from htfl.workstation.server.selection import Device, Participant

@@ -139,7 +139,9 @@ class ResNetFeatures(nn.Module):
         # mode, where BN is still the identity, emits features of order 1e8.
         for m in self.stages.modules():
             if isinstance(m, BasicBlock | Bottleneck):
-                nn.init.zeros_(m.residual[-1].weight)
+                last_bn = m.residual[-1]
+                assert isinstance(last_bn, nn.BatchNorm2d)
+                nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(self.pool(self.stages(self.stem(x))))

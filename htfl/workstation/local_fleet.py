@@ -11,16 +11,17 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from htfl.devices import device_class
+from htfl.ports import free_port, free_ports, wait_for_port
 from htfl.workstation.inventory import Host, write_local_inventory
 
 
@@ -49,35 +50,57 @@ def expand_selection(classes: dict[str, int], count: int | None = None) -> list[
             n = sum(c == cls for _, c in names) + 1
             names.append((f"{cls}-{n:02d}", cls))
         names = names[:count]
-    return [Host(name, cls, "127.0.0.1", simulated_meter(cls), _free_port()) for name, cls in names]
+    return [Host(name, cls, "127.0.0.1", simulated_meter(cls), free_port()) for name, cls in names]
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (all held open together while choosing)."""
-    socks = [socket.socket() for _ in range(count)]
+def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of Flower's processes: their own ``FLWR_HOME``, and this interpreter's
+    bin directory first on PATH (Flower starts flower-superexec and flwr-serverapp by name)."""
+    env = dict(os.environ if base is None else base)
+    env["FLWR_HOME"] = str(flwr_home)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def start_superlink(
+    port: int, log: Path, env: Mapping[str, str], timeout: float = 60.0
+) -> subprocess.Popen:
+    """A real Flower SuperLink (insecure, in-memory state) on loopback ``port``, in a process group
+    of its own, logging to ``log``; returns once it listens (the one launcher the local fleet, the
+    SSH test fleet and the benchmarks share). Stop it with :func:`stop_process_group`."""
+    argv = [
+        str(Path(sys.executable).parent / "flower-superlink"),
+        "--insecure",
+        "--disable-runtime-dependency-installation",
+        "--port",
+        str(port),
+        "--database",
+        ":flwr-in-memory:",
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True
+        )
     try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+        wait_for_port(port, timeout, proc, log, what="SuperLink")
+    except RuntimeError:
+        stop_process_group(proc)
+        raise
+    return proc
 
 
-def _free_port() -> int:
-    return free_ports(1)[0]
-
-
-def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"SuperLink exited with {proc.returncode}; see {log}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"SuperLink did not listen on port {port} within {timeout:.0f} s")
+def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process group ``proc`` leads, SIGKILL it if still there after ``timeout``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @dataclass
@@ -112,32 +135,17 @@ class LocalFleet:
             for d, port in zip(self.devices, ports[1:], strict=True)
         ]
         atexit.register(self.stop)
-        env = dict(os.environ)
-        env["FLWR_HOME"] = str(self.log_dir / "flwr-home")
-        bin_dir = Path(sys.executable).parent
-        # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        superlink = self._spawn(
-            "superlink",
-            [
-                str(bin_dir / "flower-superlink"),
-                "--insecure",
-                "--disable-runtime-dependency-installation",
-                "--port",
-                str(self.port),
-                "--database",
-                ":flwr-in-memory:",
-            ],
-            env,
+        env = flower_env(self.log_dir / "flwr-home")
+        self.procs["superlink"] = start_superlink(
+            self.port, self.log_dir / "superlink.log", env, timeout
         )
-        _wait_for_port(self.port, timeout, superlink, self.log_dir / "superlink.log")
         for device in self.devices:
             self._spawn(
                 device.name,
                 [
                     sys.executable,
                     "-m",
-                    "htfl.cli",
+                    "htfl",
                     "agent",
                     "--superlink",
                     self.address,
@@ -205,6 +213,9 @@ class LocalFleet:
         # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
         # group; note every descendant now, before their parents exit and they are re-parented.
         descendants = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
+        # Those first, with a deadline of their own: the ServerApp writes its summary when
+        # SIGTERM stops it, and must not be SIGKILLed because the fleet was slow to stop.
+        _terminate(descendants, timeout)
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -217,7 +228,6 @@ class LocalFleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        _terminate(descendants, max(0.1, end - time.monotonic()))
         self.procs.clear()
 
     def __enter__(self) -> LocalFleet:

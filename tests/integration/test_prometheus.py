@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from htfl.ports import free_ports
 from htfl.workstation.config.experiment import load_experiment
 from htfl.workstation.inventory import load_inventory
-from htfl.workstation.local_fleet import LocalFleet, expand_selection, free_ports
+from htfl.workstation.local_fleet import LocalFleet, expand_selection
 from htfl.workstation.prometheus import write_prometheus_config
 from htfl.workstation.server.results import read_rows
 from htfl.workstation.server.submit import SuperLinkControl

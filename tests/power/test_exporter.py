@@ -12,6 +12,7 @@ from htfl.device.power.drivers.um import UMMeter
 from htfl.device.power.exporter import PowerCollector, serve
 from htfl.device.power.meter import PowerSample
 from htfl.device.power.sampler import Sampler, SerialSampler
+from htfl.ports import free_port
 from tests.support.meter_emulators import UMEmulator, constant
 
 from .helpers import ScriptedMeter, wait_for
@@ -93,8 +94,4 @@ def test_http_endpoint(unused_tcp_port):
 
 @pytest.fixture
 def unused_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()

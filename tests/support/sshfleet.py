@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -41,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from htfl.ports import free_port, wait_for_port
 from htfl.workstation.deploy.paths import deploy_dir
 
 SSHD = "/usr/sbin/sshd"
@@ -89,29 +89,6 @@ def missing_requirements() -> list[str]:
     if not (Path(sys.executable).parent / "ansible-playbook").exists():
         missing.append("ansible-playbook in this venv (pip install '.[deploy]')")
     return missing
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
-
-
-def free_loopback_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a SuperLink whose address the inventory names)."""
-    return _free_port("127.0.0.1")
-
-
-def _wait_port(address: str, port: int, proc: subprocess.Popen, timeout: float, log: Path):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise SshFleetError(f"sshd on {address}:{port} exited: {log.read_text()[-2000:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex((address, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SshFleetError(f"sshd on {address}:{port} did not listen within {timeout} s")
 
 
 @dataclass
@@ -212,7 +189,7 @@ class SshFleet:
         admin_pub = (self.base / "admin_key.pub").read_text()
         if not authorized.exists():
             authorized.write_text(admin_pub)
-        port = _free_port(address)
+        port = free_port(address)
         config = etc / "sshd_config"
         config.write_text(
             "\n".join(
@@ -243,14 +220,17 @@ class SshFleet:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait_port(address, port, proc, 10.0, log)
+        try:
+            wait_for_port(port, 10.0, proc, log, host=address, what=f"sshd on {address}")
+        except RuntimeError as err:
+            raise SshFleetError(f"{err}: {log.read_text()[-2000:]}") from None
         return SshHost(
             name=f"{self.name_prefix}{i}",
             address=address,
             port=port,
             user=f"htfl{self.tag}{i}",
             root=root,
-            exporter_port=_free_port("127.0.0.1"),
+            exporter_port=free_port(),
             proc=proc,
         )
 
@@ -387,48 +367,3 @@ class SshFleet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def start_superlink(log_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """A real Flower SuperLink on loopback (as htfl.workstation.local_fleet starts one)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port("127.0.0.1")
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ)
-    env["FLWR_HOME"] = str(log_dir / "flwr-home")
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    log = log_dir / "superlink.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(bin_dir / "flower-superlink"),
-                "--insecure",
-                "--disable-runtime-dependency-installation",
-                "--port",
-                str(port),
-                "--database",
-                ":flwr-in-memory:",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        _wait_port("127.0.0.1", port, proc, 60.0, log)
-    except SshFleetError:
-        stop_process_group(proc)
-        raise
-    return proc, f"127.0.0.1:{port}"
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -28,16 +28,27 @@ LABELS = ("device", "source")
 
 
 class PowerStream(Protocol):
-    """What the collector reads; :class:`htfl.device.power.sampler.Sampler` provides it."""
+    """What the collector reads; :class:`htfl.device.power.sampler.Sampler` provides it.
 
-    device: str
-    source: str
-    latest: PowerSample | None
-    energy_joules: float
-    samples_total: int
-    frame_errors: int
-    reconnects: int
-    gap_count: int
+    Read-only members, so that a plain attribute and a property both provide one.
+    """
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def latest(self) -> PowerSample | None: ...
+    @property
+    def energy_joules(self) -> float: ...
+    @property
+    def samples_total(self) -> int: ...
+    @property
+    def frame_errors(self) -> int: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def gap_count(self) -> int: ...
 
 
 class PowerCollector:
@@ -51,7 +62,7 @@ class PowerCollector:
         return list(streams)
 
     @staticmethod
-    def _families() -> dict[str, Metric]:
+    def _families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
         return {
             "watts": GaugeMetricFamily(
                 "htfl_power_watts", "Latest measured power draw in watts.", labels=LABELS

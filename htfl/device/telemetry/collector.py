@@ -337,7 +337,7 @@ class RoundPhaseMetrics:
             )
 
 
-def _family(spec: MetricSpec) -> Metric:
+def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=spec.all_labels, unit=spec.unit)
     return GaugeMetricFamily(spec.name, spec.help, labels=spec.all_labels, unit=spec.unit)
@@ -379,7 +379,7 @@ class DeviceCollector(Collector):
         snap = self._snapshot()
         phases = self.phases.state()
         const = self._const
-        families: dict[str, Metric] = {}
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
         def add(name: str, value: float, *label_values: str) -> None:
             family = families.get(name)

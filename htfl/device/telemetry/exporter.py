@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.registry import Collector
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 class ExporterServer:
     """A running ``/metrics`` HTTP server (prometheus_client's WSGI server)."""
 
-    httpd: object
+    httpd: WSGIServer
     thread: threading.Thread
     host: str
     port: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -91,7 +92,7 @@ class ServerMetrics:
             registry=r,
         )
         self._labels: dict[str, tuple[str, str, str]] = {}
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def serve(self, port: int, host: str) -> None:
         try:

@@ -29,7 +29,7 @@ from .base import ProbeUnavailable, Series
 try:  # psutil is a dependency, but the fallbacks below must work without it.
     import psutil
 except ImportError:  # pragma: no cover - exercised only on broken installs
-    psutil = None  # type: ignore[assignment]
+    psutil = None
 
 __all__ = ["WorkerProcessProbe"]
 
@@ -56,7 +56,7 @@ class WorkerProcessProbe:
         self.clock = clock
         self.cpu_count = max(1, cpu_count or os.cpu_count() or 1)
         self.strategy: str | None = None  # "psutil", "procfs" or "os.times"
-        self._process = None
+        self._process: psutil.Process | None = None
         self._prev: tuple[float, float] | None = None  # (wall, cpu seconds)
         self._clk_tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -1,0 +1,78 @@
+"""Every benchmark runs at toy size, as a user runs it (``python -m benchmarks.NAME`` from the
+repository root), and prints its closing figure: a benchmark that no longer starts is caught
+here, not when someone needs its numbers.
+
+The round-overhead benchmark is in tests/integration/test_benchmarks.py (it starts Flower
+processes), the deploy benchmark in tests/deploy/test_root_benchmark.py (root, real sshd), and
+``benchmarks.algorithms``' experiment files are checked against it in
+tests/algorithms/test_params.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.benchmark
+
+
+def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
+    """Run ``python -m <module> args`` (``benchmarks.NAME``) from the repository root; its
+    stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{module} failed:\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    "module,args,closing",
+    [
+        pytest.param(
+            "benchmarks.power", ["--seconds", "0.3"], "power_energy_error_pct=", id="power"
+        ),
+        pytest.param(
+            "benchmarks.telemetry_overhead",
+            ["--seconds", "0.5", "--scrapes", "2"],
+            "telemetry_scrape_ms=",
+            id="telemetry_overhead",
+        ),
+        pytest.param(
+            "benchmarks.data_prepare",
+            ["--clients", "4", "--samples", "600", "--repeat", "1"],
+            "agent fetch over HTTP",
+            id="data_prepare",
+        ),
+        pytest.param(
+            "benchmarks.in_process",
+            ["--methods", "local", "--seeds", "0", "--rounds", "1"],
+            "| local |",
+            id="in_process",
+        ),
+        pytest.param(
+            "benchmarks.prototype_diagnosis",
+            ["--rounds", "1", "--every", "1"],
+            "| 1 |",
+            id="prototype",
+        ),
+        pytest.param(
+            "benchmarks.payload",
+            ["--feature-dim", "8", "--clients", "2", "--methods", "fd,fedproto"],
+            "| fedproto |",
+            id="payload",
+        ),
+    ],
+)
+def test_benchmark_runs_at_toy_size(module: str, args: list[str], closing: str) -> None:
+    out = run_benchmark(module, *args)
+    assert closing in out, out[-2000:]
