@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import subprocess
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from htfl.workstation.config.experiment import load_experiment
@@ -29,3 +30,52 @@ def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 
         return summary
     finally:
         control.close()
+
+
+def boot_agent_with(setup: str) -> str:
+    """A ``python -c`` program that runs ``setup`` (Python statements), then the htfl CLI."""
+    return f"import sys; {setup}; from htfl.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@dataclass
+class PatchedAgentFleet(LocalFleet):
+    """A local fleet whose agents named in ``patched`` (all, when empty) boot through
+    ``boot`` (see :func:`boot_agent_with`) instead of ``python -m htfl``."""
+
+    boot: str = ""
+    patched: frozenset[str] = frozenset()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        if argv[1:4] == ["-m", "htfl", "agent"] and (not self.patched or name in self.patched):
+            argv = [argv[0], "-c", self.boot, *argv[3:]]
+        return super()._spawn(name, argv, env)
+
+
+#: Two devices (one Jetson Nano, one Orange Pi 5B), both cnn4, FedAvg on a sliver of digits.
+TWO_DEVICES = {"jetson-nano": 1, "orange-pi-5b": 1}
+
+
+def two_device_fedavg(experiment_id: str, rounds: int, train_fraction: float) -> str:
+    return f"""
+[experiment]
+id = "{experiment_id}"
+rounds = {rounds}
+eval_every = {rounds}
+seed = 1
+[algorithm]
+name = "fedavg"
+[data]
+dataset = "digits"
+partition = "iid"
+train_fraction = {train_fraction}
+[training]
+batch_size = 16
+[devices]
+classes = {{ "jetson-nano" = 1, "orange-pi-5b" = 1 }}
+deadline_seconds = 120
+min_replies = 2
+[models]
+feature_dim = 16
+"jetson-nano" = "cnn4"
+"orange-pi-5b" = "cnn4"
+"""

@@ -213,9 +213,6 @@ class LocalFleet:
         # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
         # group; note every descendant now, before their parents exit and they are re-parented.
         descendants = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
-        # Those first, with a deadline of their own: the ServerApp writes its summary when
-        # SIGTERM stops it, and must not be SIGKILLed because the fleet was slow to stop.
-        _terminate(descendants, timeout)
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -228,6 +225,10 @@ class LocalFleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        # Then what Flower detached, with a deadline of its own: the ServerApp writes its
+        # summary as it stops, once the SuperLink is gone, and must not be SIGKILLed because
+        # the agents were slow to stop. (Stopped before the SuperLink, it waits on it instead.)
+        _terminate(descendants, timeout)
         self.procs.clear()
 
     def __enter__(self) -> LocalFleet:

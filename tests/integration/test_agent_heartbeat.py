@@ -10,65 +10,39 @@ whenever a task ends: the old order failed this test every time.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from htfl.workstation.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.local_fleet import expand_selection
 from htfl.workstation.server.results import read_rows
-from tests.fleet_runs import run_on_fleet
+from tests.fleet_runs import (
+    TWO_DEVICES,
+    PatchedAgentFleet,
+    boot_agent_with,
+    run_on_fleet,
+    two_device_fedavg,
+)
 
 pytestmark = pytest.mark.integration
 
 #: Boots ``htfl agent`` with Flower's heartbeat interval at zero and htfl's start delay at zero.
-HEARTBEAT_STORM_BOOT = (
-    "import sys; import flwr.supercore.heartbeat as hb; import htfl.device.worker as w; "
+HEARTBEAT_STORM_BOOT = boot_agent_with(
+    "import flwr.supercore.heartbeat as hb; import htfl.device.worker as w; "
     "hb.HEARTBEAT_DEFAULT_INTERVAL = 0; hb.HEARTBEAT_CALL_TIMEOUT = 0; "
-    "w.HEARTBEAT_AFTER_SECONDS = 0.0; "
-    "from htfl.cli import main; sys.exit(main(sys.argv[1:]))"
+    "w.HEARTBEAT_AFTER_SECONDS = 0.0"
 )
-
-CLASSES = {"jetson-nano": 1, "orange-pi-5b": 1}
 ROUNDS = 3
-EXPERIMENT = f"""
-[experiment]
-id = "heartbeat-storm"
-rounds = {ROUNDS}
-eval_every = {ROUNDS}
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.1
-[training]
-batch_size = 16
-[devices]
-classes = {{ "jetson-nano" = 1, "orange-pi-5b" = 1 }}
-deadline_seconds = 120
-min_replies = 2
-[models]
-feature_dim = 16
-"jetson-nano" = "cnn4"
-"orange-pi-5b" = "cnn4"
-"""
-
-
-class HeartbeatStormFleet(LocalFleet):
-    """A local fleet whose agents boot with :data:`HEARTBEAT_STORM_BOOT`."""
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        if argv[1:4] == ["-m", "htfl", "agent"]:
-            argv = [argv[0], "-c", HEARTBEAT_STORM_BOOT, *argv[3:]]
-        return super()._spawn(name, argv, env)
+EXPERIMENT = two_device_fedavg("heartbeat-storm", rounds=ROUNDS, train_fraction=0.1)
 
 
 def test_agents_survive_heartbeats_at_every_task_end(tmp_path: Path) -> None:
     path = tmp_path / "exp.toml"
     path.write_text(EXPERIMENT)
-    with HeartbeatStormFleet(expand_selection(CLASSES), tmp_path / "fleet") as fleet:
+    fleet = PatchedAgentFleet(
+        expand_selection(TWO_DEVICES), tmp_path / "fleet", boot=HEARTBEAT_STORM_BOOT
+    )
+    with fleet:
         summary = run_on_fleet(fleet, path, tmp_path / "results")
         assert summary["status"] == "finished", (
             f"{summary.get('error')}\n{fleet.log_tails(list(fleet.procs))}"
@@ -77,4 +51,4 @@ def test_agents_survive_heartbeats_at_every_task_end(tmp_path: Path) -> None:
         agent_logs = fleet.log_tails([h.name for h in fleet.devices], lines=100_000)
         assert "task-token authentication failed" not in agent_logs
     rows = read_rows(tmp_path / "results" / "heartbeat-storm")
-    assert [r["status"] for r in rows] == ["ok"] * (ROUNDS * len(CLASSES))
+    assert [r["status"] for r in rows] == ["ok"] * (ROUNDS * len(TWO_DEVICES))

@@ -9,58 +9,29 @@ slower stock polls and missing byte counts are the only difference.
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from htfl.workstation.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.local_fleet import expand_selection
 from htfl.workstation.server.results import read_rows
-from tests.fleet_runs import run_on_fleet
+from tests.fleet_runs import (
+    TWO_DEVICES,
+    PatchedAgentFleet,
+    boot_agent_with,
+    run_on_fleet,
+    two_device_fedavg,
+)
 
 pytestmark = pytest.mark.integration
 
 #: Boots ``htfl agent`` with the adapter written, as far as it knows, for a Flower 0.9.
-PRETEND_OTHER_FLOWER = (
-    "import sys; import htfl.flower_adapter as adapter; adapter.SUPPORTED_FLWR = '0.9.'; "
-    "from htfl.cli import main; sys.exit(main(sys.argv[1:]))"
+PRETEND_OTHER_FLOWER = boot_agent_with(
+    "import htfl.flower_adapter as adapter; adapter.SUPPORTED_FLWR = '0.9.'"
 )
 STOCK = "jetson-nano-01"  # the agent that pretends; the orange-pi-5b one fits
-
-CLASSES = {"jetson-nano": 1, "orange-pi-5b": 1}
-EXPERIMENT = """
-[experiment]
-id = "stock-flower"
-rounds = 1
-eval_every = 1
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.05
-[training]
-batch_size = 16
-[devices]
-classes = { "jetson-nano" = 1, "orange-pi-5b" = 1 }
-deadline_seconds = 120
-min_replies = 2
-[models]
-feature_dim = 16
-"jetson-nano" = "cnn4"
-"orange-pi-5b" = "cnn4"
-"""
-
-
-class OtherFlowerFleet(LocalFleet):
-    """A local fleet whose ``jetson-nano-01`` agent boots with :data:`PRETEND_OTHER_FLOWER`."""
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        if name == STOCK and argv[1:4] == ["-m", "htfl", "agent"]:
-            argv = [argv[0], "-c", PRETEND_OTHER_FLOWER, *argv[3:]]
-        return super()._spawn(name, argv, env)
+EXPERIMENT = two_device_fedavg("stock-flower", rounds=1, train_fraction=0.05)
 
 
 def payload_bytes(port: int) -> dict[str, float]:
@@ -76,7 +47,12 @@ def payload_bytes(port: int) -> dict[str, float]:
 def test_an_agent_on_another_flower_runs_stock_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "exp.toml"
     path.write_text(EXPERIMENT)
-    with OtherFlowerFleet(expand_selection(CLASSES), tmp_path / "fleet") as fleet:
+    with PatchedAgentFleet(
+        expand_selection(TWO_DEVICES),
+        tmp_path / "fleet",
+        boot=PRETEND_OTHER_FLOWER,
+        patched=frozenset({STOCK}),
+    ) as fleet:
         names = [h.name for h in fleet.devices]
         assert STOCK in names, names
         summary = run_on_fleet(fleet, path, tmp_path / "results")
