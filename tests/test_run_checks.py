@@ -60,3 +60,31 @@ def test_files_the_experiment_names_are_checked_before_the_run(tmp_path: Path) -
     assert f"- algorithm.params.generator_path: cannot read '{missing}/g.pt'" in text
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_what_is_not_an_experiment_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    noise = tmp_path / "noise.toml"
+    noise.write_bytes(bytes(range(256)) * 4096)  # 1 MiB that is not UTF-8
+    for path, why in [(directory, "is a directory"), (noise, "not a text file")]:
+        result = htfl_run(path, tmp_path / "r")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"invalid experiment file {path}" in result.stderr and why in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_options_that_cannot_work_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        '[experiment]\nid = "options"\nrounds = 1\n[algorithm]\nname = "fedavg"\n'
+        '[data]\ndataset = "digits"\n[devices]\nclasses = { "jetson-nano" = 3 }\n'
+    )
+    results_file = tmp_path / "results-file"
+    results_file.write_text("")
+    result = htfl_run(exp, results_file)  # and --local-fleet 2 for 3 selected devices
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"--results {results_file}: is a file, not a directory" in result.stderr
+    assert "--local-fleet 2: the experiment selects 3 devices ([devices])" in result.stderr
+    assert "Traceback" not in result.stderr and "starting a local fleet" not in result.stderr

@@ -184,6 +184,13 @@ def run(args: argparse.Namespace) -> int:
         # soft_wrap: a path in an error is never broken across lines (users copy it)
         console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         return 2
+    problems = run_option_problems(args, exp.devices.count)
+    if problems:
+        from rich.markup import escape
+
+        for line in problems:
+            console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        return 2
     fleet = None
     results_dir = (args.results / exp.id).resolve()
     if results_dir.exists() and any(results_dir.iterdir()):
@@ -248,3 +255,16 @@ def run(args: argparse.Namespace) -> int:
         else "finished"
     )
     return 0
+
+
+def run_option_problems(args: argparse.Namespace, devices_selected: int) -> list[str]:
+    """What is wrong with the command's options for this experiment, before anything starts."""
+    problems = []
+    if args.results.exists() and not args.results.is_dir():
+        problems.append(f"--results {args.results}: is a file, not a directory")
+    if args.local_fleet is not None and args.local_fleet < devices_selected:
+        problems.append(
+            f"--local-fleet {args.local_fleet}: the experiment selects {devices_selected} "
+            f"devices ([devices]); start at least {devices_selected}"
+        )
+    return problems

@@ -273,6 +273,12 @@ def load_experiment(path: str | Path) -> Experiment:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(path, ["is a directory, not an experiment file"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["not a text file (an experiment file is UTF-8 TOML)"]) from None
+    except OSError as err:
+        raise ConfigError(path, [f"cannot be read: {err.strerror or err}"]) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(path, [f"not valid TOML: {err}"]) from None
     return experiment_from_dict(raw, path)
