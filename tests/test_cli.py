@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -249,3 +250,22 @@ def test_startup_benchmark_prints_its_table() -> None:
     lines = out.stdout.splitlines()
     assert lines[1].split() == ["command", "median", "ms", "min", "ms", "max", "ms", "cpu", "ms"]
     assert re.fullmatch(r"htfl --help(\s+\d+){4}", lines[2]), out.stdout
+
+
+def test_an_agent_whose_metrics_port_is_taken_says_so_and_exits_2() -> None:
+    """Two agents on one host with the same --metrics-port: the second names the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "htfl", "agent", "--device-class", "jetson-nano"]
+            + ["--superlink", "127.0.0.1:1", "--metrics-host", "127.0.0.1"]
+            + ["--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"--metrics-port {port}: 127.0.0.1:{port} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ reply's metrics, from which the server writes ``results/<id>/rounds.csv`` (the r
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ class TaskTiming:
     download_seconds: float  # pulling the message from the SuperNode into the worker
     idle_seconds: float  # since the previous reply was pushed
     idle_started_at: float  # wall clock
+
+
+class MetricsPortInUse(RuntimeError):
+    """The agent's /metrics port is taken: a setup mistake, reported as one line."""
 
 
 class DeviceInstruments:
@@ -59,11 +64,21 @@ class DeviceInstruments:
             self.telemetry.registry.register(PowerCollector([self.sampler]))
 
     def start(self) -> None:
+        """Start the meter and /metrics; a port already taken is a :class:`MetricsPortInUse`."""
+        if self.metrics_port is not None:
+            try:
+                server = self.telemetry.start(self.metrics_port, self.metrics_host)
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE:
+                    raise
+                raise MetricsPortInUse(
+                    f"--metrics-port {self.metrics_port}: {self.metrics_host}:"
+                    f"{self.metrics_port} is already in use (another agent on this host? give "
+                    "each its own --metrics-port, or 0 for any free port)"
+                ) from None
+            log.info("metrics on http://%s:%s/metrics", self.metrics_host, server.port)
         if self.sampler is not None:
             self.sampler.start()
-        if self.metrics_port is not None:
-            server = self.telemetry.start(self.metrics_port, self.metrics_host)
-            log.info("metrics on http://%s:%s/metrics", self.metrics_host, server.port)
 
     def stop(self) -> None:
         self.telemetry.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import sys
 from pathlib import Path
 
 from htfl.cli import integer
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from htfl.datasets.base import data_dir
     from htfl.device.agent import AgentOptions, run_agent
     from htfl.device.client_runtime import ClientRuntime
-    from htfl.device.instruments import DeviceInstruments
+    from htfl.device.instruments import DeviceInstruments, MetricsPortInUse
 
     name = args.name or socket.gethostname()
     if args.meter is not None:  # checked before anything starts: a typo is a usage error
@@ -126,5 +127,9 @@ def run(args: argparse.Namespace) -> int:
     runtime = ClientRuntime(
         args.device_class, name, args.torch_threads, instruments, data_dir=shards
     )
-    run_agent(options, runtime, instruments)
+    try:
+        run_agent(options, runtime, instruments)
+    except MetricsPortInUse as err:
+        print(f"htfl agent: error: {err}", file=sys.stderr)
+        return 2
     return 0
