@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from htfl.workstation.config.experiment import ConfigError, load_experiment
     from htfl.workstation.config.preflight import preflight
     from htfl.workstation.server import submit
+    from htfl.workstation.server.results import record_interrupted
 
     try:
         # Validate the file (no I/O), then check the files it names, before anything starts.
@@ -197,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results_dir = results_dir.with_name(f"{exp.id}-{stamp}")
     control, run_id = None, None
+    interrupted = False
     try:
         if args.local_fleet is not None:
             from htfl.workstation.local_fleet import LocalFleet, expand_selection
@@ -232,12 +234,15 @@ def run(args: argparse.Namespace) -> int:
                 control.stop(run_id)
             except Exception as err:  # the SuperLink may already be gone
                 console.print(f"could not stop run {run_id}: {err}")
+        interrupted = True
         return 130
     finally:
         if control is not None:
             control.close()
         if fleet is not None:
             fleet.stop()
+        if interrupted:
+            record_interrupted(results_dir, run_id)
     if (results_dir / "rounds.csv").exists():
         from rich.console import Console
 

@@ -95,9 +95,7 @@ class ResultsStore:
         self._progress = open(self.dir / PROGRESS_FILE, "w")  # noqa: SIM115 - long-lived
 
     def write_json(self, name: str, obj: Any) -> None:
-        tmp = self.dir / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.dir / name)
+        write_json(self.dir / name, obj)
 
     def add_rows(self, rows: list[ClientRoundRow]) -> None:
         for row in rows:
@@ -117,3 +115,31 @@ class ResultsStore:
 def read_rows(directory: str | Path) -> list[dict[str, str]]:
     with open(Path(directory) / ROWS_FILE, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def record_interrupted(directory: Path, run_id: int | None) -> None:
+    """The summary of a run stopped from the command line, unless the ServerApp wrote one.
+
+    The ServerApp records its own end when it is stopped, but Flower may kill it before it
+    can (the SuperLink gives its SuperExec one second); the record must still say how the run
+    ended, and that the ServerApp did not write it.
+    """
+    path = directory / SUMMARY_FILE
+    if directory.is_dir() and not path.exists():
+        write_json(
+            path,
+            {
+                "status": "stopped",
+                "run_id": run_id,
+                "finished": time.time(),
+                "error": "interrupted from the command line; the ServerApp was stopped before "
+                "it could record its end (written by htfl run)",
+            },
+        )
