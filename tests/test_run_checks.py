@@ -88,3 +88,15 @@ def test_run_options_that_cannot_work_are_refused_before_anything_starts(tmp_pat
     assert f"--results {results_file}: is a file, not a directory" in result.stderr
     assert "--local-fleet 2: the experiment selects 3 devices ([devices])" in result.stderr
     assert "Traceback" not in result.stderr and "starting a local fleet" not in result.stderr
+
+
+def test_a_local_fleet_for_devices_chosen_by_name_is_refused_in_plain_words(tmp_path: Path) -> None:
+    exp = tmp_path / "names.toml"
+    exp.write_text(
+        '[experiment]\nid = "names"\nrounds = 1\n[algorithm]\nname = "fedavg"\n'
+        '[data]\ndataset = "digits"\n[devices]\nnames = ["a", "b"]\n'
+    )
+    result = htfl_run(exp, tmp_path / "r")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--local-fleet needs [devices] classes (counts per class), not names" in result.stderr
+    assert not (tmp_path / "r").exists()

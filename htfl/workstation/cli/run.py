@@ -15,6 +15,7 @@ from htfl.cli import LazyConsole, integer
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from htfl.workstation.config.experiment import Experiment
     from htfl.workstation.local_fleet import LocalFleet
 
 console = LazyConsole(stderr=True)
@@ -180,17 +181,11 @@ def run(args: argparse.Namespace) -> int:
         # Validate the file (no I/O), then check the files it names, before anything starts.
         exp = preflight(load_experiment(args.experiment))
     except ConfigError as err:
-        from rich.markup import escape
-
-        # soft_wrap: a path in an error is never broken across lines (users copy it)
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        print_errors([str(err)])
         return 2
-    problems = run_option_problems(args, exp.devices.count)
+    problems = run_option_problems(args, exp)
     if problems:
-        from rich.markup import escape
-
-        for line in problems:
-            console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        print_errors(problems)
         return 2
     fleet = None
     results_dir = (args.results / exp.id).resolve()
@@ -203,12 +198,6 @@ def run(args: argparse.Namespace) -> int:
         if args.local_fleet is not None:
             from htfl.workstation.local_fleet import LocalFleet, expand_selection
 
-            if not exp.devices.classes:
-                console.print(
-                    f"[red]error:[/red] {exp.source}: --local-fleet needs "
-                    "[devices] classes (counts per class), not names"
-                )
-                return 2
             devices = expand_selection(exp.devices.classes, args.local_fleet)
             fleet = LocalFleet(devices, results_dir / "fleet-logs")
             console.print(
@@ -262,9 +251,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_option_problems(args: argparse.Namespace, devices_selected: int) -> list[str]:
+def print_errors(lines: list[str]) -> None:
+    """One ``error:`` line each, as plain text (``[devices]`` is not rich markup), and a path
+    in an error never broken across lines (users copy it)."""
+    from rich.markup import escape
+
+    for line in lines:
+        console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+
+
+def run_option_problems(args: argparse.Namespace, exp: Experiment) -> list[str]:
     """What is wrong with the command's options for this experiment, before anything starts."""
+    devices_selected = exp.devices.count
     problems = []
+    if args.local_fleet is not None and not exp.devices.classes:
+        problems.append(
+            f"{exp.source}: --local-fleet needs [devices] classes (counts per class), not names"
+        )
     if args.results.exists() and not args.results.is_dir():
         problems.append(f"--results {args.results}: is a file, not a directory")
     if args.local_fleet is not None and args.local_fleet < devices_selected:
