@@ -102,8 +102,8 @@ def test_every_problem_of_every_section_names_file_and_key(tmp_path: Path) -> No
     assert info.value.problems == [
         "experiment.rounds: expected an integer >= 1, got 0",
         f"experiment.seeed: unknown key (expected one of: {', '.join(sorted(known.split(', ')))})",
-        "data.partition: expected one of 'iid', 'pathological', 'dirichlet', 'exdir' or "
-        "'natural', got 'halves'",
+        "data.partition: expected one of 'iid', 'pathological', 'dirichlet', 'exdir', "
+        "'natural' or 'imported', got 'halves'",
         "data.train_fraction: expected 0 < x < 1, got 1.5",
         "training.learning_rate: expected a number > 0, got 0",
         "training.momentum: expected a number >= 0, got -1",

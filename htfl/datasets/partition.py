@@ -53,7 +53,8 @@ __all__ = [
     "split_train_test",
 ]
 
-PartitionKind = Literal["iid", "pathological", "dirichlet", "exdir", "natural"]
+#: ``imported``: made elsewhere (``htfl data import-pfllib``); only a manifest holds it.
+PartitionKind = Literal["iid", "pathological", "dirichlet", "exdir", "natural", "imported"]
 _KINDS: tuple[str, ...] = get_args(PartitionKind)
 
 #: How many full Dirichlet draws to try before giving up on ``min_samples``.
@@ -68,6 +69,7 @@ RELEVANT_FIELDS: dict[str, tuple[str, ...]] = {
     "dirichlet": ("alpha", "min_samples"),
     "exdir": ("classes_per_client", "alpha", "min_samples"),
     "natural": (),
+    "imported": (),
 }
 
 
@@ -155,6 +157,11 @@ def partition_indices(
 
     if spec.kind == "natural":
         return _natural(labels, num_clients, groups)
+    if spec.kind == "imported":
+        raise ValueError(
+            "an imported partition is not computed: its shards come from the manifest that "
+            "`htfl data import-pfllib` wrote (give [data] manifest)"
+        )
     n = labels.shape[0]
     if n < num_clients * spec.min_samples:
         raise ValueError(

@@ -192,6 +192,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     listing.set_defaults(func=list_cmd)
 
+    imp = sub.add_parser(
+        "import-pfllib",
+        help="read a PFLlib/HtFLlib dataset folder into shards (same clients, same samples)",
+        description="Read DIR (config.json, train/<i>.npz, test/<i>.npz as PFLlib and HtFLlib "
+        "write them) into one shard per client plus manifest.json in --out, atomically: "
+        "client i keeps exactly its samples, in their order. Every file is checked first "
+        "(shapes, dtypes, label range, counts against config.json); pickles are loaded "
+        "with a restricted unpickler (NumPy arrays in a dict only). Prints the [data] "
+        "section for an experiment file.",
+    )
+    imp.add_argument(
+        "folder", type=Path, metavar="DIR", help="the dataset folder, e.g. dataset/Cifar10"
+    )
+    imp.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to create")
+    imp.add_argument(
+        "--name", default="", help="dataset name in the manifest (default: the folder's name)"
+    )
+    imp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    imp.set_defaults(func=import_pfllib_cmd)
+
 
 def _partition_options(args: argparse.Namespace) -> dict[str, Any]:
     """The partition options given on the command line; one the partition does not use is a
@@ -304,6 +324,27 @@ def prepare(args: argparse.Namespace) -> int:
             if k != "kind"
         )
         + f"train_fraction = {manifest.train_fraction}\n"
+        f'manifest = "{manifest.path}"\n'
+        f'shards_sha256 = "{manifest.content_sha256}"\n'
+        'delivery = "http"'
+    )
+    return 0
+
+
+def import_pfllib_cmd(args: argparse.Namespace) -> int:
+    from htfl.workstation.datasets.pfllib import PfllibFormatError, import_pfllib
+
+    try:
+        manifest = import_pfllib(args.folder, args.out, name=args.name, force=args.force)
+    except (PfllibFormatError, FileExistsError, OSError) as err:
+        _error(err)
+        return 2
+    _print_table(manifest)
+    print(
+        f"manifest {manifest.path}\ncontent_sha256 {manifest.content_sha256}\n\n"
+        "[data] for an experiment file:\n"
+        f'dataset = "{manifest.dataset}"\n'
+        'partition = "imported"\n'
         f'manifest = "{manifest.path}"\n'
         f'shards_sha256 = "{manifest.content_sha256}"\n'
         'delivery = "http"'

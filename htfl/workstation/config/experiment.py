@@ -96,7 +96,10 @@ class DataSection:
     """
 
     dataset: Text
-    partition: Literal["iid", "pathological", "dirichlet", "exdir", "natural"] = "dirichlet"
+    # "imported": shards from `htfl data import-pfllib` (needs manifest)
+    partition: Literal["iid", "pathological", "dirichlet", "exdir", "natural", "imported"] = (
+        "dirichlet"
+    )
     alpha: Annotated[Number, above(0), finite()] = 0.1
     classes_per_client: Annotated[Int, at_least(1)] = 2
     min_samples: Annotated[Int, at_least(1)] = 10
@@ -123,6 +126,10 @@ class DataSection:
         if not self.manifest and self.dataset not in known_datasets():
             known = ", ".join(known_datasets())
             found.append(problem("dataset", f"unknown dataset {self.dataset!r}; known: {known}"))
+        if self.partition == "imported" and not self.manifest:
+            found.append(
+                problem("partition", '"imported" needs the manifest that import-pfllib wrote')
+            )
         if delivery == "build" and self.manifest:
             found.append(
                 problem("delivery", '"build" makes shards on the devices; remove manifest')
