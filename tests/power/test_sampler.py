@@ -19,7 +19,7 @@ from .helpers import ScriptedMeter, wait_for
 def test_um_port_vanishing_is_survived_with_backoff_reconnect_and_gap():
     with UMEmulator("um25c", constant(5.0, 0.4)) as emu:
         first_slave = emu.slave_path
-        meter = UMMeter(emu.port, model="um25c", timeout=0.1, device="nano-1")
+        meter = UMMeter(emu.port, model="um25c", timeout=0.5, device="nano-1")
         sampler = SerialSampler(
             meter, interval=0.002, backoff_initial=0.02, backoff_max=0.16, backoff_factor=2.0
         )
@@ -60,7 +60,7 @@ def test_um_port_vanishing_is_survived_with_backoff_reconnect_and_gap():
 
 def test_sampler_waits_for_a_port_that_appears_later(tmp_path):
     emu = UMEmulator("um24c", constant(5.0, 1.0), link_path=str(tmp_path / "rfcomm0"))
-    meter = UMMeter(emu.port, model="um24c", timeout=0.1)
+    meter = UMMeter(emu.port, model="um24c", timeout=0.5)
     sampler = SerialSampler(meter, interval=0.01, backoff_initial=0.01, backoff_max=0.05)
     sampler.start()
     try:
@@ -77,7 +77,7 @@ def test_sampler_waits_for_a_port_that_appears_later(tmp_path):
 
 def test_frame_errors_are_counted_while_streaming():
     with UMEmulator("um25c", constant(5.0, 0.5)) as emu:
-        meter = UMMeter(emu.port, model="um25c", timeout=0.1)
+        meter = UMMeter(emu.port, model="um25c", timeout=0.5)
         sampler = SerialSampler(meter, interval=0.002)
         sampler.start()
         try:
@@ -184,3 +184,42 @@ def test_link_that_fails_right_after_reopening_backs_off_exponentially():
     assert 4 <= meter.opens <= 12
     assert sampler.is_alive() is False
     assert sampler.samples_total == 0
+
+
+def test_silence_in_the_first_seconds_is_a_gap_not_interpolated():
+    """Two samples, then the meter stops answering for a second: the very first spacings are
+    judged against the meter's own period, so the silence is not drawn across as energy."""
+    with UMEmulator("um25c", constant(5.0, 1.0)) as emu:
+        emu.silence_for(1.0, after=2)
+        meter = UMMeter(emu.port, model="um25c", timeout=0.3, settle=0.05)
+        sampler = SerialSampler(meter)
+        sampler.start()
+        try:
+            assert wait_for(lambda: sampler.samples_total >= 6, timeout=10)
+        finally:
+            sampler.stop()
+    gaps = [g for g in sampler.gaps if g.reason == "gap"]
+    assert len(gaps) == 1 and gaps[0].duration >= 0.9
+    samples = sampler.drain()
+    span = samples[-1].t - samples[0].t
+    assert sampler.energy_joules == pytest.approx(5.0 * (span - gaps[0].duration), rel=0.01)
+    assert meter.timeouts >= 2
+
+
+def test_bad_frame_is_asked_for_again_at_once_by_a_paced_sampler():
+    """A garbled reply costs one re-request, not a period: the sample is still taken on time."""
+    with UMEmulator("um34c", constant(5.0, 1.0)) as emu:
+        meter = UMMeter(emu.port, model="um34c", timeout=1.0)
+        sampler = Sampler(meter, interval=1.0)
+        sampler.start()
+        try:
+            assert wait_for(lambda: sampler.samples_total >= 1)
+            emu.inject_bad_frame()
+            assert wait_for(lambda: sampler.samples_total >= 2, timeout=3)
+        finally:
+            sampler.stop()
+    samples = sampler.drain()
+    assert meter.bad_frames == 1 and meter.timeouts == 0
+    # the re-request went out right after the bad reply, not a whole interval later
+    assert samples[1].t - samples[0].t < 1.5
+    assert sampler.gap_count == 0

@@ -9,7 +9,9 @@ Faults can be injected while running: garbage bytes, short or corrupted frames, 
 port disappear), then after a delay opens a *new* pty and points the same symlink at it, the
 way a USB adapter re-enumerates or an RFCOMM link is re-bound.
 
-* :class:`UMEmulator` - RuiDeng UM24C/UM25C/UM34C: answers each ``0xF0`` with a 130-byte frame.
+* :class:`UMEmulator` - RuiDeng UM24C/UM25C/UM34C: answers each ``0xF0`` with a 130-byte frame
+  built from this module's own layout table (:data:`UM_LAYOUT`, sources cited there), paced at
+  the meter's baud rate.
 * :class:`ScpiEmulator` - a Yokogawa WT310-style analyser: line-based SCPI commands.
 
 Waveforms are functions of wall-clock time ``time.time()`` returning ``(volts, amps)``, so a
@@ -29,8 +31,6 @@ import time
 import tty
 from collections.abc import Callable
 
-from htfl.device.power.drivers.um import END_MARKER, FRAME_STRUCT, MODELS, REQUEST, UMModel
-
 Waveform = Callable[[float], tuple[float, float]]
 
 
@@ -38,58 +38,106 @@ def clamp(value: float, bits: int) -> int:
     return max(0, min(int(round(value)), (1 << bits) - 1))
 
 
-def encode_frame(
-    model: UMModel | str,
+# --- RuiDeng UM24C / UM25C / UM34C, written from the public protocol descriptions -----------
+#
+# Sources (each row below names the ones it rests on):
+#   [W] sigrok wiki, "RDTech UM series", section "Protocol" (offsets, widths, units; model ids;
+#       "the device won't auto-send any data": one 130-byte dump per 0xF0 byte; 9600 baud);
+#   [S] libsigrok, src/hardware/rdtech-um/protocol.c (per-model scales of V and I, the UM34C
+#       checksum: byte 129 = XOR of a fixed list of byte positions; UM24C/UM25C end 0xFFF1);
+#   [H] sebastianha/um34c, README "Data" (a real UM34C's decoded dump: field order and units,
+#       D+/D- in 10 mV, threshold in 10 mA, resistance in 0.1 ohm, last field varying).
+# This table is the emulator's own: it does not import the driver under test.
+
+#: model -> (id at offset 0 [W][S], volts per count [S], amps per count [S], how it ends [S])
+UM_MODELS: dict[str, tuple[int, float, float, str]] = {
+    "um24c": (0x0963, 0.01, 0.001, "fff1"),
+    "um25c": (0x09C9, 0.001, 0.0001, "fff1"),
+    "um34c": (0x0D4C, 0.01, 0.001, "xor"),
+}
+#: (field, offset, bytes, units per count) - big-endian unsigned [W][H]; None: model-dependent
+UM_LAYOUT: tuple[tuple[str, int, int, float | None], ...] = (
+    ("volts", 2, 2, None),  # [W][S]
+    ("amps", 4, 2, None),  # [W][S]
+    ("watts", 6, 4, 0.001),  # mW [W][H]
+    ("temp_c", 10, 2, 1),  # [W][S][H]
+    ("temp_f", 12, 2, 1),  # [W][H]
+    ("group", 14, 2, 1),  # [W][H]
+    # 16..95: ten (mAh u32, mWh u32) data groups [W][H], filled by encode_um_frame
+    ("dplus_volts", 96, 2, 0.01),  # [W][S][H]
+    ("dminus_volts", 98, 2, 0.01),  # [W][S][H]
+    ("charging_mode", 100, 2, 1),  # [W][H]
+    ("record_ah", 102, 4, 0.001),  # [W][H]
+    ("record_wh", 106, 4, 0.001),  # [W][S][H]
+    ("record_threshold_amps", 110, 2, 0.01),  # [W][H]
+    ("record_seconds", 112, 4, 1),  # [W][H]
+    ("recording", 116, 2, 1),  # [W][H]
+    ("screen_timeout_min", 118, 2, 1),  # [W][H]
+    ("backlight", 120, 2, 1),  # [W][H]
+    ("resistance_ohms", 122, 4, 0.1),  # [W][H]
+    ("screen", 126, 2, 1),  # [W][H]
+)
+#: The byte positions whose XOR a UM34C sends in byte 129 [S].
+UM34C_XOR_POSITIONS = (
+    1, 3, 7, 9, 15, 17, 19, 23, 31, 39, 41, 45, 49, 53, 55, 57,
+    59, 63, 67, 69, 73, 79, 83, 89, 97, 99, 109, 111, 113, 119, 121, 127,
+)  # fmt: skip
+UM_FRAME_BYTES = 130
+UM_REQUEST = 0xF0
+
+
+def um34c_xor(frame: bytes | bytearray) -> int:
+    x = 0
+    for i in UM34C_XOR_POSITIONS:
+        x ^= frame[i]
+    return x
+
+
+def encode_um_frame(
+    model: str,
     volts: float,
     amps: float,
     watts: float | None = None,
     *,
-    temp_c: int = 25,
-    group: int = 0,
+    byte128: int = 0x68,
     groups: tuple[tuple[float, float], ...] = (),
-    dplus_volts: float = 0.0,
-    dminus_volts: float = 0.0,
-    charging_mode: int = 0,
-    backlight: int = 3,
-    screen_timeout_min: int = 0,
-    screen: int = 0,
+    **fields: float,
 ) -> bytes:
-    """Build a frame the way a meter lays it out (used by the emulator and tests).
+    """One frame as the meter sends it, from :data:`UM_LAYOUT` (not from the driver).
 
-    ``watts`` defaults to ``volts * amps``. Values are rounded to the model's resolution and
-    clamped to the field width.
+    ``watts`` defaults to ``volts * amps`` (the meter reports the power it measured, which
+    agrees with its volts and amps fields within their resolution). Other fields by name, in
+    the layout's units (``temp_c=25``, ``dplus_volts=0.6``); ``temp_f`` follows ``temp_c``.
+    ``byte128`` is the UM34C's varying byte before its checksum.
     """
-    m = MODELS[model] if isinstance(model, str) else model
-    if watts is None:
-        watts = volts * amps
-    group_fields: list[int] = []
-    for i in range(10):
-        ah, wh = groups[i] if i < len(groups) else (0.0, 0.0)
-        group_fields += [clamp(ah * 1000, 32), clamp(wh * 1000, 32)]
-    resistance = volts / amps if amps > 0 else 9999.9
-    return FRAME_STRUCT.pack(
-        m.header,
-        clamp(volts / m.volts_per_count, 16),
-        clamp(amps / m.amps_per_count, 16),
-        clamp(watts * 1000, 32),
-        clamp(temp_c, 16),
-        clamp(temp_c * 9 / 5 + 32, 16),
-        group,
-        *group_fields,
-        clamp(dplus_volts * 100, 16),
-        clamp(dminus_volts * 100, 16),
-        charging_mode,
-        0,
-        0,
-        10,
-        0,
-        0,
-        screen_timeout_min,
-        backlight,
-        clamp(resistance * 10, 32),
-        screen,
-        END_MARKER,
-    )
+    ident, v_unit, a_unit, ending = UM_MODELS[model]
+    values: dict[str, float] = {
+        "volts": volts,
+        "amps": amps,
+        "watts": volts * amps if watts is None else watts,
+        "temp_c": 25,
+        "backlight": 3,
+        "record_threshold_amps": 0.1,
+        "resistance_ohms": volts / amps if amps > 0 else 9999.9,
+    }
+    values.update(fields)
+    values.setdefault("temp_f", values["temp_c"] * 9 / 5 + 32)
+    frame = bytearray(UM_FRAME_BYTES)
+    frame[0:2] = ident.to_bytes(2, "big")
+    for name, offset, width, unit in UM_LAYOUT:
+        if unit is None:
+            unit = v_unit if name == "volts" else a_unit
+        raw = clamp(values.get(name, 0) / unit, 8 * width)
+        frame[offset : offset + width] = raw.to_bytes(width, "big")
+    for i, (ah, wh) in enumerate(groups[:10]):
+        frame[16 + 8 * i : 20 + 8 * i] = clamp(ah * 1000, 32).to_bytes(4, "big")
+        frame[20 + 8 * i : 24 + 8 * i] = clamp(wh * 1000, 32).to_bytes(4, "big")
+    if ending == "xor":
+        frame[128] = byte128 & 0xFF
+        frame[129] = um34c_xor(frame)
+    else:
+        frame[128:130] = b"\xff\xf1"
+    return bytes(frame)
 
 
 def constant(volts: float = 5.0, amps: float = 0.5) -> Waveform:
@@ -160,6 +208,12 @@ class PtyEmulator:
         self._out = bytearray()
         self.max_backlog = 1 << 20
         self.overflow_bytes = 0
+        #: Bytes per second on the emulated line (``baud / 10`` for 8N1), or None: as fast as
+        #: the pty takes them. A paced emulator releases each byte when it has been "sent".
+        self.byte_rate: float | None = None
+        self._tx_base = 0.0
+        self._tx_sent = 0
+        self._scheduled: list[tuple[float, bytes]] = []  # (monotonic due time, bytes)
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> PtyEmulator:
@@ -220,6 +274,7 @@ class PtyEmulator:
     def _close_pty(self) -> None:
         self._online.clear()
         self._out.clear()
+        self._scheduled.clear()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.port)
         for fd in (self._master, self._slave):
@@ -237,20 +292,42 @@ class PtyEmulator:
         if len(self._out) + len(data) > self.max_backlog:
             self.overflow_bytes += len(data)
             return
+        if not self._out and self.byte_rate:
+            # The line was idle: this output starts now (or when the last byte finished).
+            now = time.monotonic()
+            self._tx_base = max(now, self._tx_base + self._tx_sent / self.byte_rate)
+            self._tx_sent = 0
         self._out += data
         self._flush_out()
+
+    def _write_later(self, delay: float, data: bytes) -> None:
+        """Queue ``data`` for output ``delay`` seconds from now (a late or unsolicited reply)."""
+        self._scheduled.append((time.monotonic() + delay, data))
+        self._scheduled.sort(key=lambda item: item[0])
+
+    def _release_scheduled(self) -> None:
+        now = time.monotonic()
+        while self._scheduled and self._scheduled[0][0] <= now:
+            self._write(self._scheduled.pop(0)[1])
 
     def _flush_out(self) -> None:
         if not self._out or self._master < 0:
             return
+        out: bytes | bytearray = self._out
+        if self.byte_rate:
+            due = int((time.monotonic() - self._tx_base) * self.byte_rate) - self._tx_sent
+            if due <= 0:
+                return
+            out = self._out[:due]
         try:
-            n = os.write(self._master, self._out)
+            n = os.write(self._master, out)
         except BlockingIOError:
             return
         except OSError:
             self._out.clear()  # the pty is gone
             return
         del self._out[:n]
+        self._tx_sent += n
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -265,15 +342,18 @@ class PtyEmulator:
                 self._open_pty()
                 continue
             try:
+                paced = self.byte_rate is not None
+                busy = bool(self._out or self._scheduled)
                 ready, writable, _ = select.select(
                     [self._master, self._wake_r],
-                    [self._master] if self._out else [],
+                    [self._master] if self._out and not paced else [],
                     [],
-                    self._poll_timeout(),
+                    0.002 if busy and paced or self._scheduled else self._poll_timeout(),
                 )
             except (OSError, ValueError):
                 continue
-            if writable:
+            self._release_scheduled()
+            if writable or self.byte_rate is not None:
                 self._flush_out()
             self._tick()
             if self._wake_r in ready:
@@ -304,14 +384,27 @@ class PtyEmulator:
 
 
 class UMEmulator(PtyEmulator):
-    """Answers each ``0xF0`` request with a UM24C/UM25C/UM34C frame of the waveform's values.
+    """A UM24C/UM25C/UM34C: answers each ``0xF0`` with a 130-byte frame of the waveform's values.
 
-    Fault injection (each applies to the next ``count`` replies):
+    Frames come from :func:`encode_um_frame` (this module's own layout table, written from the
+    public protocol descriptions - not the driver's encoder). Output is paced at ``baud`` (8N1:
+    a frame takes ~135 ms at 9600) unless ``baud=None``. The values are latched when the request
+    arrives. The UM34C's byte 128 changes from frame to frame, as a real one's does.
 
-    * :meth:`inject_garbage` - prefix the reply with junk bytes (no valid marker in them).
-    * :meth:`inject_short_frame` - send only the first ``length`` bytes of a frame.
-    * :meth:`inject_bad_end` - send a full-length frame with a corrupted end marker.
-    * :meth:`inject_silence` - ignore the request.
+    Faults, each for the next ``count`` requests unless said otherwise:
+
+    * :meth:`inject_garbage` - junk bytes (no valid marker) before the reply;
+    * :meth:`inject_short_frame` - only the first ``length`` bytes of the reply;
+    * :meth:`inject_bad_end` / :meth:`inject_bad_frame` - a complete reply with a wrong end
+      marker (UM24C/UM25C) or checksum (UM34C);
+    * :meth:`inject_corrupt_byte` - one data byte flipped, marker/checksum left as sent (a
+      bit error on the air that a checksum-less frame cannot reveal by itself);
+    * :meth:`inject_silence` - no reply at all;
+    * :meth:`inject_late` - the reply ``delay`` seconds late;
+    * :meth:`inject_split` - the reply in two parts with a pause between (RFCOMM packets);
+    * :meth:`silence_for` - no reply to any request for the next ``seconds`` (a meter still
+      booting, or out of Bluetooth range at the start);
+    * :meth:`send_unsolicited` - bytes pushed with no request, ``after`` seconds from now.
     """
 
     GARBAGE = b"\x00\xffgarbage\x55\xaa\x01\x02\x03"
@@ -322,54 +415,99 @@ class UMEmulator(PtyEmulator):
         waveform: Waveform | None = None,
         link_path: str | None = None,
         clock: Callable[[], float] = time.time,
+        baud: int | None = 9600,
     ):
         super().__init__(link_path)
-        self.model = MODELS[model]
+        if model not in UM_MODELS:
+            raise ValueError(f"unknown UM model {model!r}")
+        self.model = model
         self.waveform = waveform or constant()
+        self.byte_rate = baud / 10 if baud else None
         self.frames_sent = 0
+        self.unsolicited_sent = 0
+        self.faults_served: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self._faults: collections.deque[tuple[str, object]] = collections.deque()
+        self._silent_until = 0.0
+        self._silence: tuple[int, float] | None = None
+
+    def _add(self, kind: str, arg: object, count: int) -> None:
+        for _ in range(count):
+            self._faults.append((kind, arg))
 
     def inject_garbage(self, data: bytes | None = None, count: int = 1) -> None:
-        for _ in range(count):
-            self._faults.append(("garbage", data or self.GARBAGE))
+        self._add("garbage", data or self.GARBAGE, count)
 
     def inject_short_frame(self, length: int = 60, count: int = 1) -> None:
-        for _ in range(count):
-            self._faults.append(("short", length))
+        self._add("short", length, count)
 
     def inject_bad_end(self, count: int = 1) -> None:
-        for _ in range(count):
-            self._faults.append(("bad_end", None))
+        self._add("bad_end", None, count)
+
+    inject_bad_frame = inject_bad_end
+
+    def inject_corrupt_byte(self, offset: int = 2, xor: int = 0x10, count: int = 1) -> None:
+        self._add("corrupt", (offset, xor), count)
 
     def inject_silence(self, count: int = 1) -> None:
-        for _ in range(count):
-            self._faults.append(("silence", None))
+        self._add("silence", None, count)
+
+    def inject_late(self, delay: float, count: int = 1) -> None:
+        self._add("late", delay, count)
+
+    def inject_split(self, at: int = 64, pause: float = 0.05, count: int = 1) -> None:
+        self._add("split", (at, pause), count)
+
+    def silence_for(self, seconds: float, after: int = 0) -> None:
+        """Answer no request for ``seconds``, starting once ``after`` more requests were served."""
+        self._silence = (self.requests + after, seconds)
+
+    def send_unsolicited(self, data: bytes | None = None, after: float = 0.0) -> None:
+        self._write_later(after, data or self.GARBAGE)
+        self.unsolicited_sent += 1
+        os.write(self._wake_w, b"u")
 
     def frame(self, t: float | None = None) -> bytes:
         volts, amps = self.waveform(self._clock() if t is None else t)
-        return encode_frame(self.model, volts, amps)
+        return encode_um_frame(self.model, volts, amps, byte128=0x60 + self.frames_sent % 16)
 
     def _handle(self, data: bytes) -> None:
-        for _ in range(data.count(REQUEST)):
+        for _ in range(data.count(UM_REQUEST)):
             self.requests += 1
-            frame = self.frame()
-            fault = self._faults.popleft() if self._faults else None
-            if fault is None:
-                self._write(frame)
-                self.frames_sent += 1
+            if self._silence is not None and self.requests > self._silence[0]:
+                self._silent_until = time.monotonic() + self._silence[1]
+                self._silence = None
+            if time.monotonic() < self._silent_until:
+                self.faults_served["silent_start"] += 1
                 continue
-            kind, arg = fault
+            frame = self.frame()
+            kind, arg = self._faults.popleft() if self._faults else ("", None)
+            if kind:
+                self.faults_served[kind] += 1
+            if kind == "silence":
+                continue
+            if kind == "short":
+                assert isinstance(arg, int)
+                self._write(frame[:arg])
+                continue
+            if kind == "bad_end":
+                frame = frame[:-2] + bytes([frame[-2], frame[-1] ^ 0x5A])
+            elif kind == "corrupt":
+                offset, xor = arg  # type: ignore[misc]
+                frame = frame[:offset] + bytes([frame[offset] ^ xor]) + frame[offset + 1 :]
+            self.frames_sent += 1
             if kind == "garbage":
                 assert isinstance(arg, bytes)
                 self._write(arg + frame)
-                self.frames_sent += 1
-            elif kind == "short":
-                assert isinstance(arg, int)
-                self._write(frame[:arg])
-            elif kind == "bad_end":
-                self._write(frame[:-2] + b"\x00\x00")
-            # "silence": no reply at all
+            elif kind == "late":
+                assert isinstance(arg, float | int)
+                self._write_later(float(arg), frame)
+            elif kind == "split":
+                at, pause = arg  # type: ignore[misc]
+                self._write(frame[:at])
+                self._write_later(pause, frame[at:])
+            else:
+                self._write(frame)
 
 
 class ScpiEmulator(PtyEmulator):

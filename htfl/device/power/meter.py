@@ -48,6 +48,13 @@ class FrameError(MeterError):
     """A single reading could not be decoded; the link is still usable."""
 
 
+class BadFrame(FrameError):
+    """A complete reply arrived and was invalid (checksum, end marker, contradictory fields).
+
+    Unlike a timeout, the meter is there and answering: the sampler asks again at once.
+    """
+
+
 class MeterConfigError(MeterError, ValueError):
     """A meter is misconfigured (bad path, unknown rail, missing option)."""
 
@@ -66,6 +73,15 @@ class Meter(abc.ABC):
 
     #: Driver name, also the default ``source`` label.
     driver: ClassVar[str] = "meter"
+
+    @property
+    def nominal_period(self) -> float | None:
+        """Shortest spacing of samples the meter can give (None: not known in advance).
+
+        The sampler uses it, with its configured interval, to recognise a gap from the very
+        first samples on.
+        """
+        return None
 
     def __init__(self, *, device: str = "", source: str | None = None, clock: Clock = time.time):
         self.device = device

@@ -9,14 +9,20 @@ running whatever happens:
   :class:`~htfl.device.power.energy.Gap` (``reason="disconnect"``) from the last good sample to the
   first one after the reconnect;
 * **bad frame** (:class:`~htfl.device.power.meter.FrameError`): counted by the driver, skipped;
+  a complete but invalid reply (:class:`~htfl.device.power.meter.BadFrame`) is asked for again
+  at once (up to ``_IMMEDIATE_RETRIES`` times in a row), not after the next period;
 * **anything else**: logged, counted in ``errors``, the meter is reopened after a backoff.
 
 Samples go to a bounded buffer (:meth:`Sampler.drain`; when full the oldest are dropped and
 counted in ``dropped``) and to an optional ``on_sample`` callback. The sampler also keeps a
 running energy total (trapezoid rule) that, like
 :func:`htfl.device.power.energy.attribute`, does not
-integrate across gaps (disconnects, or spacing over ``gap_factor`` x the recent median period)
-nor next to charging samples. These running figures feed the Prometheus exporter.
+integrate across gaps (disconnects, or spacing over ``gap_factor`` x the expected period)
+nor next to charging samples. The expected period is known from the first sample on - the
+configured ``interval`` or the meter's ``nominal_period``, whichever is longer - and is replaced
+by the median of the recent spacings once there are enough of them, so a silence in the first
+seconds is a gap, not a straight line drawn across it. These running figures feed the
+Prometheus exporter.
 
 :class:`SerialSampler` is the same loop with defaults for serial meters (no pacing: request
 the next reading as soon as the previous reply is in).
@@ -32,11 +38,12 @@ import time
 from collections.abc import Callable
 
 from htfl.device.power.energy import DEFAULT_GAP_FACTOR, Gap
-from htfl.device.power.meter import FrameError, Meter, PowerSample
+from htfl.device.power.meter import BadFrame, FrameError, Meter, PowerSample
 
 log = logging.getLogger(__name__)
 
 _PERIOD_WINDOW = 64
+_IMMEDIATE_RETRIES = 3
 
 
 class Sampler(threading.Thread):
@@ -84,7 +91,9 @@ class Sampler(threading.Thread):
         self._loss_streak = 0
         self._ever_opened = False
         self._periods: collections.deque[float] = collections.deque(maxlen=_PERIOD_WINDOW)
-        self._period_limit = float("inf")
+        expected = max(self.interval, meter.nominal_period or 0.0)
+        self._period_limit = gap_factor * expected if expected > 0 else float("inf")
+        self._bad_in_a_row = 0
         self._since_limit_update = 0
 
     # -- public -----------------------------------------------------------------------------
@@ -188,6 +197,7 @@ class Sampler(threading.Thread):
         # arrived meanwhile, request again - one wake-up per sample instead of two.
         split = interval > 0 and meter.supports_split
         next_due: float | None = None
+        retry_now = False
         while not self._stop_event.is_set():
             if not meter.is_open:
                 if not self._connect():
@@ -199,7 +209,10 @@ class Sampler(threading.Thread):
                     next_due = now  # (re)start the schedule instead of bursting to catch up
             stopping = False
             try:
-                if split:
+                if retry_now:
+                    retry_now = False
+                    sample = meter.read()  # the re-request after a bad frame: wait for it now
+                elif split:
                     meter.request()
                     next_due += interval  # type: ignore[operator]
                     # If asked to stop while waiting, still collect the reading in flight.
@@ -207,6 +220,16 @@ class Sampler(threading.Thread):
                     sample = meter.collect()
                 else:
                     sample = meter.read()
+            except BadFrame:
+                # The meter answered, but garbled: ask again now rather than a period later.
+                self._bad_in_a_row += 1
+                if self._bad_in_a_row <= _IMMEDIATE_RETRIES:
+                    retry_now = True
+                    continue
+                self._bad_in_a_row = 0
+                if self._wait(interval if interval > 0 else 0.001):
+                    break
+                continue
             except FrameError:
                 # The driver counted it. Pause briefly so a meter that fails instantly and
                 # repeatedly cannot spin a core.
@@ -225,6 +248,7 @@ class Sampler(threading.Thread):
                 if self._wait(self._loss_delay()):
                     break
                 continue
+            self._bad_in_a_row = 0
             self._accept(sample)
             if stopping:
                 break
@@ -241,6 +265,7 @@ class Sampler(threading.Thread):
                 self._record_gap(Gap(self._lost_since, sample.t, "disconnect"))
             elif dt > self._period_limit:
                 self._record_gap(Gap(prev.t, sample.t, "gap"))
+                self._note_period(dt)  # the median shrugs off a few; a wrong limit does not stick
             else:
                 if dt > 0:
                     self._note_period(dt)

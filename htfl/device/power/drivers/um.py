@@ -26,8 +26,17 @@ offset  size  field
 120     2     backlight (0-5)
 122     4     load resistance, 0.1 ohm
 126     2     current screen index
-128     2     end marker ``0xFFF1``
+128     2     UM24C/UM25C: end marker ``0xFFF1``; UM34C: byte 128 varies, byte 129 is a checksum
 ======  ====  ===================================================================
+
+Validation. A UM34C frame is checked by its checksum: byte 129 is the XOR of the bytes at the
+fixed positions :data:`UM34C_CHECKSUM_POSITIONS` (the odd, low-order bytes of most fields; the
+positions are the ones the sigrok project documents for this meter, and the real UM34C dump
+published in ``sebastianha/um34c`` satisfies it). UM24C/UM25C frames carry no checksum, only the
+end marker, so they are also checked for consistency: the power field must agree with volts x
+amps within what the fields' resolution allows (:func:`power_inconsistency`) - which catches a
+corrupted voltage or current byte. The consistency check applies to UM34C frames too, because
+the checksum covers no high-order byte.
 
 Sources are listed in ``docs/power.md``. Only the electrical fields matter for power
 sampling; the others are decoded by :func:`decode_frame` for completeness.
@@ -43,7 +52,13 @@ import struct
 import time
 from dataclasses import dataclass
 
-from htfl.device.power.meter import Clock, FrameError, MeterDisconnected, PowerSample
+from htfl.device.power.meter import (
+    BadFrame,
+    Clock,
+    FrameError,
+    MeterDisconnected,
+    PowerSample,
+)
 from htfl.device.power.serial_link import SerialMeter
 
 FRAME_LEN = 130
@@ -53,6 +68,13 @@ _END = END_MARKER.to_bytes(2, "big")
 FRAME_STRUCT = struct.Struct(">HHHIHHH20IHHHIIHIHHHIHH")
 _ELECTRICAL = struct.Struct(">HHHI")
 assert FRAME_STRUCT.size == FRAME_LEN
+#: Byte positions whose XOR is a UM34C frame's byte 129 (see the module docstring).
+UM34C_CHECKSUM_POSITIONS = (
+    1, 3, 7, 9, 15, 17, 19, 23, 31, 39, 41, 45, 49, 53, 55, 57,
+    59, 63, 67, 69, 73, 79, 83, 89, 97, 99, 109, 111, 113, 119, 121, 127,
+)  # fmt: skip
+#: Seconds one 130-byte frame takes on the wire at 9600 baud 8N1 (10 bits per byte).
+FRAME_SECONDS_9600 = FRAME_LEN * 10 / 9600
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +96,46 @@ MODELS: dict[str, UMModel] = {m.name: m for m in (UM24C, UM25C, UM34C)}
 MODELS_BY_HEADER: dict[int, UMModel] = {m.header: m for m in MODELS.values()}
 _HEADERS = tuple(m.header_bytes for m in MODELS.values())
 _HEADER_FIRST_BYTES = frozenset(h[0] for h in _HEADERS)
+
+
+def um34c_checksum(frame: bytes | bytearray | memoryview) -> int:
+    """The checksum a UM34C puts in byte 129 of ``frame``."""
+    x = 0
+    for i in UM34C_CHECKSUM_POSITIONS:
+        x ^= frame[i]
+    return x
+
+
+def power_inconsistency(model: UMModel, raw_v: int, raw_a: int, raw_mw: int) -> float | None:
+    """By how many watts the power field misses volts x amps beyond the fields' resolution.
+
+    ``None`` when the three fields agree. Each field may be truncated or rounded by up to one
+    count, so ``|V*I - P| <= V*dI + I*dV + dV*dI + dP`` holds for every genuine frame.
+    """
+    dv, di, dp = model.volts_per_count, model.amps_per_count, 0.001
+    volts, amps, watts = raw_v * dv, raw_a * di, raw_mw * dp
+    miss = abs(volts * amps - watts)
+    bound = volts * di + amps * dv + dv * di + dp + 1e-9
+    return None if miss <= bound else miss - bound
+
+
+def frame_problem(frame: bytes | bytearray | memoryview) -> str | None:
+    """Why the first 130 bytes of ``frame`` are not a valid frame, or ``None`` if they are."""
+    header, raw_v, raw_a, raw_mw = _ELECTRICAL.unpack_from(frame)
+    model = MODELS_BY_HEADER.get(header)
+    if model is None:
+        return f"unknown UM model marker 0x{header:04X}"
+    if model is UM34C:
+        want, got = um34c_checksum(frame), frame[FRAME_LEN - 1]
+        if want != got:
+            return f"bad UM34C checksum 0x{got:02X} (expected 0x{want:02X})"
+    elif frame[FRAME_LEN - 2 : FRAME_LEN] != _END:
+        end = int.from_bytes(frame[FRAME_LEN - 2 : FRAME_LEN], "big")
+        return f"bad UM end marker 0x{end:04X}"
+    miss = power_inconsistency(model, raw_v, raw_a, raw_mw)
+    if miss is not None:
+        return f"power field contradicts volts x amps by {miss:.3f} W (corrupted field)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +168,11 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> UMFrame:
     """Decode one complete 130-byte frame; raises :class:`FrameError` if it is not one."""
     if len(frame) != FRAME_LEN:
         raise FrameError(f"UM frame must be {FRAME_LEN} bytes, got {len(frame)}")
+    problem = frame_problem(frame)
+    if problem is not None:
+        raise FrameError(problem)
     f = FRAME_STRUCT.unpack(frame)
-    model = MODELS_BY_HEADER.get(f[0])
-    if model is None:
-        raise FrameError(f"unknown UM model marker 0x{f[0]:04X}")
-    if f[-1] != END_MARKER:
-        raise FrameError(f"bad UM end marker 0x{f[-1]:04X}")
+    model = MODELS_BY_HEADER[f[0]]
     groups = tuple((f[7 + 2 * i] / 1000, f[8 + 2 * i] / 1000) for i in range(10))
     rest = f[27:]
     return UMFrame(
@@ -153,12 +214,25 @@ class UMMeter(SerialMeter):
 
     The configured ``model`` only sets the ``source`` label: each frame is decoded with the
     scaling of the model whose marker it carries (``detected_model``), so a UM24C configured as
-    ``um25c`` still reads correctly. Bytes that are not part of a well-formed frame (garbage,
-    short or corrupted frames) are skipped by searching for the next marker; each skipped run
-    and each reply that times out counts one ``frame_errors``. After ``max_silent_reads``
-    replies in a row with no data at all the link is declared lost (raises
-    :class:`MeterDisconnected`) so that the sampler reopens it - an RFCOMM link to a meter that
-    went out of range stays "open" but silent.
+    ``um25c`` still reads correctly.
+
+    Faults and what the reader does about each (all counted, see ``docs/power.md``):
+
+    * bytes that are not part of a valid frame (garbage, short frames, a frame that fails
+      :func:`frame_problem`) are skipped by searching for the next marker; each skipped run
+      counts one ``frame_errors``;
+    * a complete reply that is invalid raises :class:`~htfl.device.power.meter.BadFrame` at once
+      (``bad_frames``), so the sampler asks again without waiting out the timeout;
+    * a reply that does not come within ``timeout`` counts in ``timeouts``; before the next
+      request the input is flushed, the reader waits ``settle`` seconds (a late reply still on
+      the wire arrives meanwhile) and flushes again, so that no late reply is taken as the answer
+      to a later request;
+    * bytes already waiting when a request is about to go out were asked for by nobody (a reply
+      later than ``timeout + settle``, or unsolicited output): they are discarded and counted in
+      ``stray_replies``;
+    * after ``max_silent_reads`` replies in a row with no data at all the link is declared lost
+      (raises :class:`MeterDisconnected`) so that the sampler reopens it - an RFCOMM link to a
+      meter that went out of range stays "open" but silent.
     """
 
     driver = "um"
@@ -171,6 +245,7 @@ class UMMeter(SerialMeter):
         baudrate: int = 9600,
         timeout: float = 1.0,
         max_silent_reads: int = 5,
+        settle: float | None = None,
         device: str = "",
         source: str | None = None,
         clock: Clock = time.time,
@@ -188,22 +263,37 @@ class UMMeter(SerialMeter):
         self.model = MODELS[model]
         self.detected_model: UMModel | None = None
         self.max_silent_reads = max_silent_reads
+        #: One frame's time on the wire plus a margin: long enough for a reply already being
+        #: sent to finish arriving.
+        self.settle = settle if settle is not None else 1.5 * self.nominal_period + 0.02
         self.timeouts = 0
+        self.bad_frames = 0
+        self.stray_replies = 0
         self.last_frame: UMFrame | None = None
+        self.last_problem = ""
         self._buf = bytearray()
         self._skipping = False
-        self._resync = False
+        self._flush = False
+        self._settle_next = False
+        self._rejected = False
         self._silent = 0
         self._t = 0.0
         self._pending = False
         self._last_raw = b""
         self._keep_raw = False
 
+    @property
+    def nominal_period(self) -> float:
+        """Seconds per sample when read back to back: the reply's time on the wire."""
+        return FRAME_LEN * 10 / self.baudrate
+
     def _on_open(self) -> None:
         self._pending = False
         self._buf.clear()
         self._skipping = False
-        self._resync = False
+        self._flush = False
+        self._settle_next = False
+        self._rejected = False
         self._silent = 0
 
     def _skip(self, n: int) -> None:
@@ -227,16 +317,22 @@ class UMMeter(SerialMeter):
                 self._skip(i)
             if len(buf) < FRAME_LEN:
                 return None
-            if buf[FRAME_LEN - 2 : FRAME_LEN] != _END:
-                self._skip(2)  # marker without a valid frame behind it
+            problem = frame_problem(buf)
+            if problem is not None:
+                self.last_problem = problem
+                self._rejected = True
+                self._skip(2)  # a marker without a valid frame behind it: look further on
                 continue
             header, raw_v, raw_a, raw_p = _ELECTRICAL.unpack_from(buf)
             model = MODELS_BY_HEADER[header]
             self.detected_model = model
             self._skipping = False
+            self._rejected = False
             if self._keep_raw:
                 self._last_raw = bytes(buf[:FRAME_LEN])
             del buf[:FRAME_LEN]
+            if buf:
+                self._flush = True  # trailing bytes after a frame: resync before next request
             return PowerSample(
                 self._t,
                 raw_p / 1000,
@@ -245,6 +341,19 @@ class UMMeter(SerialMeter):
                 self.source,
             )
         return None
+
+    def _reject_now(self) -> None:
+        """A complete but invalid reply and nothing after it: give up on it at once."""
+        buf = self._buf
+        if buf and buf[:2] in _HEADERS:
+            return  # another frame has started arriving: wait for it
+        if buf:
+            self._skip(len(buf))
+        self._skipping = False
+        self._rejected = False
+        self._flush = True
+        self.bad_frames += 1
+        raise BadFrame(f"{self.port}: {self.last_problem}")
 
     def read_frame(self) -> UMFrame:
         """Read one sample and return the whole decoded frame (slower; for probing)."""
@@ -260,17 +369,46 @@ class UMMeter(SerialMeter):
     def request(self) -> None:
         """Send the ``0xF0`` request; the sample is timestamped now."""
         buf = self._buf
-        if self._resync or buf:
-            # Something unexpected happened before: drop whatever is queued so that the next
-            # reply is the answer to this request, not a late answer to an earlier one.
-            if buf:
-                self._skip(len(buf))
-                self._skipping = False
+        if buf:
+            self._skip(len(buf))  # leftovers of an earlier reply
+            self._skipping = False
+            self._flush = True
+        if self._settle_next:
+            # The last request timed out: its reply may still come. Let it, then drop it.
             self._port().reset_input_buffer()
-            self._resync = False
+            time.sleep(self.settle)
+            self._drain_until_quiet()
+            self._settle_next = False
+        if self._read_available():
+            # Nobody asked for these bytes: a reply later than timeout + settle, or output the
+            # meter sent on its own. Taking them as this request's answer would shift every
+            # later sample by one request.
+            self.stray_replies += 1
+            self.frame_errors += 1
+            self._drain_until_quiet()
+        if self._flush:
+            self._port().reset_input_buffer()
+            self._flush = False
+        self._rejected = False
         self._t = self._clock()
         self._write_fast(REQUEST)
         self._pending = True
+
+    def _drain_until_quiet(self) -> None:
+        """Discard input until the line has been quiet for a few byte times.
+
+        Bounded by one frame's time on the wire, so a meter that never stops talking costs at
+        most that; whatever is left is flushed.
+        """
+        quiet = max(0.01, 20 * 10 / self.baudrate)
+        deadline = time.monotonic() + self.nominal_period + quiet
+        last = time.monotonic()
+        while (now := time.monotonic()) < deadline and now - last < quiet:
+            if self._read_available():
+                last = time.monotonic()
+            else:
+                time.sleep(quiet / 4)
+        self._flush = True
 
     def collect(self) -> PowerSample:
         """Return the reply to the last :meth:`request` (waits up to ``timeout`` for it)."""
@@ -284,9 +422,9 @@ class UMMeter(SerialMeter):
             buf += chunk
             sample = self._extract()
             if sample is not None:
-                if buf:
-                    self._resync = True  # trailing bytes after a frame: resync next time
                 return sample
+            if self._rejected:
+                self._reject_now()
         return self._wait_for_frame(got_any=bool(chunk))
 
     def read(self) -> PowerSample:
@@ -308,14 +446,14 @@ class UMMeter(SerialMeter):
                 buf += chunk
                 sample = self._extract()
                 if sample is not None:
-                    if buf:
-                        self._resync = True  # trailing bytes after a frame: resync next time
                     return sample
+                if self._rejected:
+                    self._reject_now()
                 if len(chunk) >= need:
                     continue  # got what we asked for but no frame yet: keep reading
             # Timed out before a complete frame arrived.
             self.timeouts += 1
-            self._resync = True
+            self._settle_next = True
             if got_any:
                 if buf:
                     self._skip(len(buf))
