@@ -19,7 +19,10 @@ The client side's training loop lives here; a method changes it through small ho
 * ``predict(x)`` / ``eval_logits(x)``: the scores evaluation ranks, and the logits its loss uses.
 
 Modules a method adds on the device (a shared model, a projector) are registered with
-:meth:`ClientSide.add_module`, which puts them on the same optimizer and train/eval switch.
+:meth:`ClientSide.add_module`, which puts them on the same optimizer, train/eval switch and
+device. Tensors a method builds from a download go through :meth:`ClientSide.on_device`; what it
+uploads leaves through ``.cpu()``. The device and precision come from ``[training]``
+(:mod:`htfl.accelerator`); on a CPU in fp32 the loop is the one it always was, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from htfl import accelerator
 from htfl.datasets import ClientShard
 from htfl.datasets.torch_data import to_loader
 from htfl.models import SplitModel, build_model
@@ -61,6 +65,13 @@ class TrainSettings:
     learning_rate: Annotated[Number, above(0)] = 0.01
     momentum: Annotated[Number, at_least(0)] = 0.0
     weight_decay: Annotated[Number, at_least(0)] = 0.0
+    #: where a client trains: "auto" takes CUDA where torch sees a GPU, unless the device
+    #: class's inventory says otherwise (``htfl_training_device``); "cuda" without one fails
+    #: before any round
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: mixed precision of the forward pass: fp16 (with loss scaling) suits Jetsons' GPUs,
+    #: bf16 needs Ampere or a recent CPU; fp32 is exact and the default
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
 
 
 @dataclass
@@ -101,6 +112,11 @@ class ClientSide(ABC):
         self.seed = seed
         self.round = 0
         self.extra_modules: list[nn.Module] = []
+        #: where this client's model, optimizer state, batches and method tensors live
+        self.device = accelerator.resolve_device(settings.device)
+        self.precision = settings.precision
+        model.to(self.device)
+        self._scaler = accelerator.grad_scaler(self.device, self.precision)
         self.optimizer = torch.optim.SGD(
             model.parameters(),
             lr=settings.learning_rate,
@@ -110,6 +126,10 @@ class ClientSide(ABC):
         self._train_loader = to_loader(
             shard.train_x, shard.train_y, settings.batch_size, shuffle=True, seed=seed
         )
+
+    def on_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` where this client trains (the same tensor on a CPU client)."""
+        return tensor.to(self.device, non_blocking=True)
 
     # --- what a method overrides -------------------------------------------------------
     def receive(self, download: Payload) -> None:  # noqa: B027 - optional hook
@@ -152,6 +172,7 @@ class ClientSide(ABC):
     def add_module(self, module: ModuleT, learning_rate: float | None = None) -> ModuleT:
         """Train ``module`` beside the private model (same optimizer, its own learning rate)."""
         self.extra_modules.append(module)
+        module.to(self.device)
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
             group: dict[str, Any] = {"params": params}
@@ -186,12 +207,16 @@ class ClientSide(ABC):
             for x, y in self._train_loader:
                 if len(y) < 2:  # BatchNorm cannot train on a single sample
                     continue
-                loss = self.training_loss(x, y)
+                x, y = self.on_device(x), self.on_device(y)
+                with accelerator.autocast(self.device, self.precision):
+                    loss = self.training_loss(x, y)
                 self.optimizer.zero_grad()
-                loss.backward()
+                self._scaler.scale(loss).backward()
                 if self.max_grad_norm is not None:
+                    self._scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                self.optimizer.step()
+                self._scaler.step(self.optimizer)
+                self._scaler.update()
                 total += float(loss.detach()) * len(y)
                 count += len(y)
         self._set_mode(False)
@@ -201,8 +226,8 @@ class ClientSide(ABC):
     @torch.no_grad()
     def evaluate(self) -> EvalResult:
         self._set_mode(False)
-        x = torch.from_numpy(self.shard.test_x)
-        y = torch.from_numpy(self.shard.test_y)
+        x = self.on_device(torch.from_numpy(self.shard.test_x))
+        y = self.on_device(torch.from_numpy(self.shard.test_y))
         if len(y) == 0:
             return EvalResult(0.0, 0.0, 0)
         scores = self.predict(x)
@@ -214,7 +239,7 @@ class ClientSide(ABC):
     def class_prototypes(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean feature per class over the local training set, and how many samples each."""
         self._set_mode(False)
-        x = torch.from_numpy(self.shard.train_x)
+        x = self.on_device(torch.from_numpy(self.shard.train_x))
         y = torch.from_numpy(self.shard.train_y)
         return class_means(self.model.features(x), y, self.model.num_classes)
 
@@ -287,7 +312,8 @@ def class_means(
     values: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per class, the mean of ``values`` rows with that label (zeros if none), and the counts."""
-    values = values.detach().to(torch.float64)
+    values = values.detach().to("cpu", torch.float64)
+    labels = labels.cpu()
     sums = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
     sums.index_add_(0, labels, values)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes].to(torch.float64)

@@ -70,10 +70,10 @@ class FDClient(ClientSide):
         super().__init__(*args, **kwargs)
         c = self.model.num_classes
         self.teachers: torch.Tensor | None = None
-        self.has_teacher = torch.zeros(c, dtype=torch.bool)
+        self.has_teacher = torch.zeros(c, dtype=torch.bool, device=self.device)
         self.uploaded: tuple[np.ndarray, np.ndarray] | None = None
-        self._sums = torch.zeros(c, c, dtype=torch.float64)
-        self._counts = torch.zeros(c, dtype=torch.float64)
+        self._sums = torch.zeros(c, c, dtype=torch.float64, device=self.device)
+        self._counts = torch.zeros(c, dtype=torch.float64, device=self.device)
 
     def receive(self, download: Payload) -> None:
         if "logits" not in download:
@@ -82,8 +82,8 @@ class FDClient(ClientSide):
             self.uploaded if self.uploaded else (None, np.zeros(len(download["holders"])))
         )
         teachers, mask = teacher_logits(download["logits"], download["holders"], own, own_counts)
-        self.teachers = torch.from_numpy(teachers)
-        self.has_teacher = torch.from_numpy(mask > 0)
+        self.teachers = self.on_device(torch.from_numpy(teachers))
+        self.has_teacher = self.on_device(torch.from_numpy(mask > 0))
 
     def training_loss(self, x, y):
         logits = self.model(x)
@@ -99,8 +99,9 @@ class FDClient(ClientSide):
         return loss
 
     def upload(self) -> Payload:
-        means = (self._sums / self._counts.clamp(min=1).unsqueeze(1)).numpy().astype(np.float32)
-        counts = self._counts.numpy().astype(np.float32)
+        means = (self._sums / self._counts.clamp(min=1).unsqueeze(1)).cpu().numpy()
+        means = means.astype(np.float32)
+        counts = self._counts.cpu().numpy().astype(np.float32)
         self._sums.zero_()
         self._counts.zero_()
         self.uploaded = (means, counts)

@@ -114,9 +114,11 @@ class FedGenClient(HeadSharingClient):
     def training_loss(self, x, y):
         loss = F.cross_entropy(self.model(x), y)
         if self.label_prior is not None and self.params.lamda > 0:
+            # sampled on the CPU (its seeded generator) whatever the device: same draws
             labels = torch.multinomial(self.label_prior, len(y), True, generator=self.rng)
             with torch.no_grad():
-                generated = self.generator(labels, self.rng)
+                generated = self.on_device(self.generator(labels, self.rng))
+            labels = self.on_device(labels)
             loss = loss + self.params.lamda * F.cross_entropy(self.model.head(generated), labels)
         return loss
 

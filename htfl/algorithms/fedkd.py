@@ -160,7 +160,7 @@ class FedKDClient(ClientSide):
         update = decompress(download)
         with torch.no_grad():
             for name, value in self.synced.items():
-                value += torch.from_numpy(update[name]).reshape(value.shape)
+                value += torch.from_numpy(update[name]).reshape(value.shape).to(value.device)
             state = self.mentee.state_dict()
             for name, value in self.synced.items():
                 state[name].copy_(value)
@@ -180,7 +180,8 @@ class FedKDClient(ClientSide):
 
     def upload(self) -> Payload:
         delta = {
-            k: (v.detach() - self.synced[k]).numpy() for k, v in float_state(self.mentee).items()
+            k: (v.detach() - self.synced[k]).cpu().numpy()
+            for k, v in float_state(self.mentee).items()
         }
         payload = compress(delta, self.energy)
         payload[BASE_VERSION] = np.array(self.version, dtype=np.int64)

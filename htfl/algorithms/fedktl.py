@@ -287,7 +287,7 @@ class FedKTLClient(ClientSide):
     def receive(self, download: Payload) -> None:
         if ETF not in download:
             return
-        self.etf = F.normalize(torch.from_numpy(download[ETF]).T, dim=1)
+        self.etf = self.on_device(F.normalize(torch.from_numpy(download[ETF]).T, dim=1))
         weight = download[PROJECTION + "weight"]
         if self.projection is None:
             self.projection = self.add_module(nn.Linear(weight.shape[1], weight.shape[0]))
@@ -300,7 +300,7 @@ class FedKTLClient(ClientSide):
                 adapted = adapt_images(
                     images, tuple(self.shard.input_shape), self.data_mean, self.data_std
                 )
-                self.pairs = (adapted, latents)
+                self.pairs = (self.on_device(adapted), self.on_device(latents))
 
     def _cosine(self, x: torch.Tensor) -> torch.Tensor:
         if self.etf is None:
@@ -326,7 +326,7 @@ class FedKTLClient(ClientSide):
 
     @torch.no_grad()
     def upload(self) -> Payload:
-        x = torch.from_numpy(self.shard.train_x)
+        x = self.on_device(torch.from_numpy(self.shard.train_x))
         y = torch.from_numpy(self.shard.train_y)
         outputs = F.normalize(self.model(x), dim=1)
         means, counts = class_means(outputs, y, self.model.num_classes)

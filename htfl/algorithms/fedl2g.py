@@ -86,7 +86,10 @@ class FedL2GClient(ClientSide):
         s, p = self.settings, self.params
         num_quiz = min(p.quiz_batches * s.batch_size, len(self.shard.train_y) // 2)
         x, y = self.shard.train_x, self.shard.train_y
-        self.quiz = (torch.from_numpy(np.array(x[:num_quiz])), torch.from_numpy(y[:num_quiz]))
+        self.quiz = (
+            self.on_device(torch.from_numpy(np.array(x[:num_quiz]))),
+            self.on_device(torch.from_numpy(y[:num_quiz])),
+        )
         self._train_loader = to_loader(x[num_quiz:], y[num_quiz:], s.batch_size, True, self.seed)
         self.max_grad_norm = p.max_grad_norm
         self.guides: torch.Tensor | None = None
@@ -94,7 +97,7 @@ class FedL2GClient(ClientSide):
 
     def receive(self, download: Payload) -> None:
         if GUIDES in download:
-            self.guides = torch.from_numpy(download[GUIDES])
+            self.guides = self.on_device(torch.from_numpy(download[GUIDES]))
 
     def _guided_loss(self, features, logits, y, guides) -> torch.Tensor:
         target = features if self.params.guide_space == "feature" else logits
@@ -126,12 +129,13 @@ class FedL2GClient(ClientSide):
         self.model.train()
         params: dict[str, torch.Tensor] = dict(self.wrapped.named_parameters())
         buffers = {k: v.clone() for k, v in self.wrapped.named_buffers()}
-        study_loss, batches = torch.zeros(()), 0
+        study_loss, batches = torch.zeros((), device=self.device), 0
         for x, y in self._train_loader:
             if batches == self.params.study_batches:
                 break
             if len(y) < 2:
                 continue
+            x, y = self.on_device(x), self.on_device(y)
             features, logits = functional_call(self.wrapped, (params, buffers), (x,))
             study_loss = study_loss + self._guided_loss(features, logits, y, guides)
             batches += 1
@@ -145,7 +149,7 @@ class FedL2GClient(ClientSide):
         quiz_loss = F.cross_entropy(quiz_logits, self.quiz[1])
         (guide_grad,) = torch.autograd.grad(quiz_loss, guides)
         self.model.eval()
-        grad = guide_grad.detach().numpy().astype(np.float32)
+        grad = guide_grad.detach().cpu().numpy().astype(np.float32)
         present = (np.abs(grad).sum(axis=1) > 0).astype(np.float32)
         return grad, present
 

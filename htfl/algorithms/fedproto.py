@@ -33,7 +33,10 @@ class PrototypeClient(ClientSide):
     global_protos: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def receive(self, download: Payload) -> None:
-        self.global_protos = prototypes.as_tensors(download)
+        protos = prototypes.as_tensors(download)
+        if protos is not None:
+            protos = (self.on_device(protos[0]), self.on_device(protos[1]))
+        self.global_protos = protos
 
     def extra_loss(self, features, logits, y):
         if self.global_protos is None or self.params.lamda == 0:

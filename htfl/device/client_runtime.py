@@ -18,7 +18,7 @@ import torch
 from flwr.app import Context, Message
 
 import htfl
-from htfl import protocol
+from htfl import accelerator, protocol
 from htfl.algorithms import get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
 from htfl.datasets.base import data_dir as default_data_dir
@@ -48,6 +48,7 @@ class ClientRuntime:
         instruments: DeviceInstruments | None = None,
         *,
         data_dir: Path | None = None,
+        training_device: str = "auto",
     ) -> None:
         self.device_class = device_class
         self.device_name = device_name
@@ -57,6 +58,9 @@ class ClientRuntime:
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         self.runs: dict[int, RunState] = {}
+        #: this device class's setting (inventory ``htfl_training_device``); the experiment's
+        #: ``[training] device`` wins unless it says "auto"
+        self.training_device = training_device
 
     def _observe(self, phase: str, seconds: float) -> None:
         if self.instruments is not None:
@@ -116,6 +120,8 @@ class ClientRuntime:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "htfl": htfl.__version__,
+            "training_device": self.training_device,
+            **accelerator.cuda_facts(),
         }
         return info, None, {"device_time": time.time()}
 
@@ -140,7 +146,7 @@ class ClientRuntime:
         client = method.client(
             model,
             shard,
-            TrainSettings(**cfg["training"]),
+            self._train_settings(cfg["training"]),
             method.params(**cfg["params"]),
             int(cfg["seed"]) + int(cfg["client_index"]),
         )
@@ -165,6 +171,29 @@ class ClientRuntime:
         }
         return info, None, metrics
 
+    def _train_settings(self, training: dict) -> TrainSettings:
+        """``[training]`` with the device this client trains on (see :func:`accelerator.choose`);
+        a device that cannot train there fails setup, naming itself."""
+        device = accelerator.choose(str(training.get("device", "auto")), self.training_device)
+        accelerator.resolve_device(device, f"device {self.device_name!r} ({self.device_class})")
+        return TrainSettings(**{**training, "device": device})
+
+    def _train_client(self, state: RunState) -> float:
+        """Local training; an accelerator out-of-memory becomes this device's error, naming
+        what did not fit, and the agent (and the run) go on."""
+        client = state.client
+        try:
+            return client.train()
+        except Exception as err:
+            if not accelerator.is_out_of_memory(err):
+                raise
+            client.optimizer.zero_grad(set_to_none=True)
+            accelerator.release_cached_memory(client.device)
+            raise accelerator.AcceleratorError(
+                f"out of memory on {client.device} training {state.arch} at batch size "
+                f"{client.settings.batch_size} ({client.precision}): {str(err)[:200]}"
+            ) from None
+
     def _receive(self, state: RunState, message: Message) -> float:
         t0 = time.perf_counter()
         state.client.receive(protocol.read_payload(message))
@@ -188,7 +217,7 @@ class ClientRuntime:
             self.instruments.phases.set_round(rnd)
         metrics: dict[str, float] = {"deserialise_seconds": self._receive(state, message)}
         t0 = time.perf_counter()
-        metrics["train_loss"] = state.client.train()
+        metrics["train_loss"] = self._train_client(state)
         metrics["train_seconds"] = time.perf_counter() - t0
         self._observe("train", metrics["train_seconds"])
         metrics["num_train"] = len(state.client.shard.train_y)

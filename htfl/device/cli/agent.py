@@ -52,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="threads torch computes with; 0 lets torch choose",
     )
     p.add_argument(
+        "--training-device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where this device trains when the experiment's [training] device is \"auto\" "
+        "(the inventory's htfl_training_device): auto takes CUDA where torch sees a GPU "
+        "(default: auto)",
+    )
+    p.add_argument(
         "--poll-interval",
         type=float,
         default=0.05,
@@ -125,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
     )
     shards = (args.data_dir.expanduser() if args.data_dir else data_dir()).resolve()
     runtime = ClientRuntime(
-        args.device_class, name, args.torch_threads, instruments, data_dir=shards
+        args.device_class,
+        name,
+        args.torch_threads,
+        instruments,
+        data_dir=shards,
+        training_device=args.training_device,
     )
     try:
         run_agent(options, runtime, instruments)
