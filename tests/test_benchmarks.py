@@ -66,6 +66,12 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             id="prototype",
         ),
         pytest.param(
+            "benchmarks.accelerator",
+            ["--archs", "cnn4", "--batch-sizes", "16", "--epochs", "2", "--devices", "cpu"],
+            "| cnn4 | 16 | cpu | bf16 |",
+            id="accelerator",
+        ),
+        pytest.param(
             "benchmarks.payload",
             ["--feature-dim", "8", "--clients", "2", "--methods", "fd,fedproto"],
             "| fedproto |",
