@@ -77,6 +77,12 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             "| fedproto |",
             id="payload",
         ),
+        pytest.param(
+            "benchmarks.report",
+            ["--sizes", "3x2"],
+            "report_render_seconds=",
+            id="report",
+        ),
     ],
 )
 def test_benchmark_runs_at_toy_size(module: str, args: list[str], closing: str) -> None:
