@@ -76,7 +76,8 @@ class ServerMetrics:
         )
         self.mean_accuracy = Gauge(
             "htfl_server_mean_accuracy_ratio",
-            "Sample-weighted mean test accuracy, last evaluation.",
+            "Sample-weighted mean test accuracy over every selected device, one that did not "
+            "reply counting with its last accuracy (htfl.workstation.accuracy), last evaluation.",
             registry=r,
         )
         self.payload_bytes = Counter(
