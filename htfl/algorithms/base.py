@@ -42,7 +42,7 @@ from htfl import accelerator
 from htfl.datasets import ClientShard
 from htfl.datasets.torch_data import to_loader
 from htfl.models import SplitModel, build_model
-from htfl.validation import Int, Number, above, at_least, table
+from htfl.validation import Flag, Int, Number, above, at_least, table
 
 #: A module type kept through :meth:`ClientSide.add_module` (a Linear stays a Linear).
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -65,6 +65,11 @@ class TrainSettings:
     learning_rate: Annotated[Number, above(0)] = 0.01
     momentum: Annotated[Number, at_least(0)] = 0.0
     weight_decay: Annotated[Number, at_least(0)] = 0.0
+    #: reshuffle the training set every epoch (HtFLlib: false, a fixed order)
+    shuffle: Flag = True
+    #: leave out the last partial batch of an epoch (HtFLlib: true; 39 samples at batch 10
+    #: train on 30)
+    drop_last: Flag = False
     #: where a client trains: "auto" takes CUDA where torch sees a GPU, unless the device
     #: class's inventory says otherwise (``htfl_training_device``); "cuda" without one fails
     #: before any round
@@ -124,7 +129,12 @@ class ClientSide(ABC):
             weight_decay=settings.weight_decay,
         )
         self._train_loader = to_loader(
-            shard.train_x, shard.train_y, settings.batch_size, shuffle=True, seed=seed
+            shard.train_x,
+            shard.train_y,
+            settings.batch_size,
+            shuffle=settings.shuffle,
+            seed=seed,
+            drop_last=settings.drop_last,
         )
 
     def on_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -214,7 +224,7 @@ class ClientSide(ABC):
                 self._scaler.scale(loss).backward()
                 if self.max_grad_norm is not None:
                     self._scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+                    self.clip_gradients(params)
                 self._scaler.step(self.optimizer)
                 self._scaler.update()
                 total += float(loss.detach()) * len(y)
@@ -222,6 +232,11 @@ class ClientSide(ABC):
         self._set_mode(False)
         self.after_training()
         return total / max(count, 1)
+
+    def clip_gradients(self, params: list[torch.Tensor]) -> None:
+        """Clip before each step: one norm over every trained parameter (``max_grad_norm``); a
+        method training several models may clip each on its own (FML, as HtFLlib)."""
+        torch.nn.utils.clip_grad_norm_(params, float(self.max_grad_norm or 0.0))
 
     @torch.no_grad()
     def evaluate(self) -> EvalResult:

@@ -18,6 +18,11 @@ Differences from HtFLlib's ``clientfd.py`` / ``serverfd.py``, where we follow th
 * The paper divides by ``M - 1`` (all other devices); on a non-IID split most devices never
   saw a class, so we divide by the number of other devices that *hold* the class. On an IID
   split (the paper's setting) the two are the same.
+
+``exclude_own = false`` (the ``htfllib`` preset) distils towards the mean including the
+client's own logits, as HtFLlib does. The download names the clients whose uploads the mean
+holds (``contributors``): a client subtracts its own upload only when the server kept it (an
+upload set aside as non-finite, or one that came too late, is not in the mean).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from htfl.algorithms import checks
 from htfl.algorithms.aggregate import mean_over_holders
 from htfl.algorithms.base import ClientSide, Method, Payload, ServerSide, Upload
 from htfl.algorithms.distill import kd_loss
-from htfl.validation import table
+from htfl.validation import Flag, table
 
 
 @table
 class FDParams:
     lamda: checks.NonNegative = 1.0  # weight of the distillation term
     temperature: checks.Positive = 1.0
+    #: the teacher leaves out this client's own logits (the paper); false: HtFLlib's mean of all
+    exclude_own: Flag = True
 
 
 def global_logits(uploads: list[Upload], num_classes: int) -> Payload:
@@ -44,7 +51,8 @@ def global_logits(uploads: list[Upload], num_classes: int) -> Payload:
     means, holders = mean_over_holders(
         [u.payload["logits"] for u in uploads], [u.payload["counts"] for u in uploads], num_classes
     )
-    return {"logits": means, "holders": holders}
+    contributors = np.array(sorted(u.client_index for u in uploads), dtype=np.int64)
+    return {"logits": means, "holders": holders, "contributors": contributors}
 
 
 def teacher_logits(
@@ -78,8 +86,14 @@ class FDClient(ClientSide):
     def receive(self, download: Payload) -> None:
         if "logits" not in download:
             return
+        in_mean = self.uploaded is not None and (
+            "contributors" not in download
+            or self.shard.client_index in np.asarray(download["contributors"]).tolist()
+        )
         own, own_counts = (
-            self.uploaded if self.uploaded else (None, np.zeros(len(download["holders"])))
+            self.uploaded
+            if in_mean and self.uploaded and self.params.exclude_own
+            else (None, np.zeros(len(download["holders"])))
         )
         teachers, mask = teacher_logits(download["logits"], download["holders"], own, own_counts)
         self.teachers = self.on_device(torch.from_numpy(teachers))

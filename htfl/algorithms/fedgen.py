@@ -20,9 +20,19 @@ Differences from HtFLlib's ``clientgen.py`` / ``servergen.py``, where we follow 
   first upload (``num_classes`` floats, once) and the server falls back to the counts reported at
   setup for a client whose first upload it missed.
 * Neither HtFLlib nor this module adds the diversity regulariser of FedGen's official code.
+
+Parameters choose HtFLlib's behaviour where both are reasonable (the ``htfllib`` preset sets
+them): ``generator_from = "start"`` sends the (untrained) generator from round 1, as HtFLlib
+does, instead of once it has been trained (``"trained"``); until the global label prior is
+known (after the first uploads) a client draws labels from its own label counts.
+``generator_mode = "train"`` runs the client's copy with BatchNorm in train mode (batch
+statistics), as HtFLlib's saved generator is; ``"eval"`` uses the running statistics the
+server trained. ``noise = "uniform"`` draws U(0, 1) noise as HtFLlib does.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -46,13 +56,27 @@ class FedGenParams:
     generator_learning_rate: checks.Positive = 0.005
     server_epochs: checks.AtLeastOne = 100  # generator steps per round
     generator_batch_size: checks.AtLeastTwo = 32
+    #: clients use the generator once the server has trained it, or from round 1 (HtFLlib)
+    generator_from: Literal["trained", "start"] = "trained"
+    #: the client's generator runs in eval mode (running BatchNorm statistics) or train mode
+    generator_mode: Literal["eval", "train"] = "eval"
+    #: the generator's noise: N(0, I) (the paper) or U(0, 1) (HtFLlib)
+    noise: Literal["gaussian", "uniform"] = "gaussian"
 
 
 class FeatureGenerator(nn.Module):
     """G(z, y): [noise, one-hot label] -> Linear-BN-ReLU -> Linear -> a ``d``-dim feature."""
 
-    def __init__(self, noise_dim: int, num_classes: int, hidden_dim: int, feature_dim: int) -> None:
+    def __init__(
+        self,
+        noise_dim: int,
+        num_classes: int,
+        hidden_dim: int,
+        feature_dim: int,
+        noise: str = "gaussian",
+    ) -> None:
         super().__init__()
+        self.noise = noise
         self.noise_dim = noise_dim
         self.num_classes = num_classes
         self.hidden = nn.Sequential(
@@ -63,7 +87,8 @@ class FeatureGenerator(nn.Module):
     def forward(
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        noise = torch.randn(len(labels), self.noise_dim, generator=generator)
+        draw = torch.rand if self.noise == "uniform" else torch.randn
+        noise = draw(len(labels), self.noise_dim, generator=generator)
         return self.out(self.hidden(torch.cat([noise, F.one_hot(labels, self.num_classes)], 1)))
 
 
@@ -100,8 +125,11 @@ class FedGenClient(HeadSharingClient):
         super().__init__(*args, **kwargs)
         p = self.params
         m = self.model
-        self.generator = FeatureGenerator(p.noise_dim, m.num_classes, p.hidden_dim, m.feature_dim)
+        self.generator = FeatureGenerator(
+            p.noise_dim, m.num_classes, p.hidden_dim, m.feature_dim, p.noise
+        )
         self.generator.eval().requires_grad_(False)
+        self.has_generator = False
         self.label_prior: torch.Tensor | None = None
         self.rng = torch.Generator().manual_seed(self.seed)
         self.sent_counts = False
@@ -109,15 +137,22 @@ class FedGenClient(HeadSharingClient):
     def receive(self, download: Payload) -> None:
         super().receive(download)
         if load_module_payload(self.generator, download, GENERATOR):
-            self.label_prior = torch.from_numpy(download["label_prior"].astype(np.float64))
+            self.has_generator = True
+            if "label_prior" in download:
+                self.label_prior = torch.from_numpy(download["label_prior"].astype(np.float64))
+            else:  # generator from round 1: the global prior is not known yet
+                own = np.bincount(self.shard.train_y, minlength=self.model.num_classes)
+                self.label_prior = torch.from_numpy(own.astype(np.float64))
 
     def training_loss(self, x, y):
         loss = F.cross_entropy(self.model(x), y)
         if self.label_prior is not None and self.params.lamda > 0:
             # sampled on the CPU (its seeded generator) whatever the device: same draws
             labels = torch.multinomial(self.label_prior, len(y), True, generator=self.rng)
+            self.generator.train(self.params.generator_mode == "train")
             with torch.no_grad():
                 generated = self.on_device(self.generator(labels, self.rng))
+            self.generator.eval()
             labels = self.on_device(labels)
             loss = loss + self.params.lamda * F.cross_entropy(self.model.head(generated), labels)
         return loss
@@ -138,7 +173,7 @@ class FedGenServer(HeadAveragingServer):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.generator = FeatureGenerator(
-                p.noise_dim, self.num_classes, p.hidden_dim, self.feature_dim
+                p.noise_dim, self.num_classes, p.hidden_dim, self.feature_dim, p.noise
             )
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=p.generator_learning_rate)
         self.rng = torch.Generator().manual_seed(self.seed)
@@ -148,8 +183,9 @@ class FedGenServer(HeadAveragingServer):
 
     def global_payload(self) -> Payload:
         payload = dict(super().global_payload())
-        if self.trained:
+        if self.trained or self.params.generator_from == "start":
             payload.update(module_payload(self.generator, GENERATOR))
+        if self.label_counts:
             counts = np.stack(list(self.label_counts.values()))
             payload["label_prior"] = label_distribution(counts).astype(np.float32)
         return payload

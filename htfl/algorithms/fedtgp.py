@@ -10,6 +10,8 @@ mean of the clients' prototypes of k) to the nearest other centre. Checked again
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from torch import nn
@@ -28,6 +30,9 @@ class FedTGPParams:
     server_epochs: checks.AtLeastOne = 100
     server_learning_rate: checks.Positive = 0.01
     server_batch_size: checks.AtLeastOne = 10
+    #: the prototype MSE over the rows with a global prototype, or HtFLlib's whole-batch mean
+    #: (see :mod:`htfl.algorithms.fedproto`)
+    mse_over: Literal["known", "all"] = "known"
 
 
 def cluster_centres(uploads: list[Upload], num_classes: int) -> dict[int, np.ndarray]:
@@ -85,10 +90,13 @@ def margin_loss(
 class FedTGPServer(ServerSide):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        torch.manual_seed(self.seed)
-        self.generator = TrainableGlobalPrototypes(
-            self.num_classes, self.feature_dim, self.feature_dim
-        )
+        # Seeded for a reproducible start, without reseeding the process's global RNG
+        # (a ServerApp or test that builds clients after the server would inherit the seed).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.generator = TrainableGlobalPrototypes(
+                self.num_classes, self.feature_dim, self.feature_dim
+            )
         self.optimizer = torch.optim.SGD(
             self.generator.parameters(), lr=self.params.server_learning_rate
         )

@@ -30,6 +30,24 @@ def weighted_prototypes(uploads: list[Upload], num_classes: int, feature_dim: in
     return prototype_payload(protos, weight)
 
 
+def client_mean_prototypes(uploads: list[Upload], num_classes: int, feature_dim: int) -> Payload:
+    """Per class, the plain mean over the clients holding it (HtFLlib's ``proto_aggregation``:
+    each client counts once, whatever its sample count); counts are the samples behind it."""
+    total = np.zeros((num_classes, feature_dim), dtype=np.float64)
+    holders = np.zeros(num_classes, dtype=np.float64)
+    weight = np.zeros(num_classes, dtype=np.float64)
+    for upload in uploads:
+        counts = upload.payload["counts"].astype(np.float64)
+        held = counts > 0
+        total[held] += upload.payload["prototypes"][held]
+        holders += held
+        weight += counts
+    present = holders > 0
+    protos = np.zeros_like(total)
+    protos[present] = total[present] / holders[present, None]
+    return prototype_payload(protos, weight)
+
+
 def as_tensors(download: Payload) -> tuple[torch.Tensor, torch.Tensor] | None:
     if "prototypes" not in download:
         return None
