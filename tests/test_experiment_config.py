@@ -98,7 +98,7 @@ def test_every_problem_of_every_section_names_file_and_key(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as info:
         load_experiment(path)
     assert str(info.value).splitlines()[0] == f"invalid experiment file {path}:"
-    known = "id, rounds, seed, eval_every, description, server_torch_threads"
+    known = "id, rounds, seed, eval_every, description, server_torch_threads, preset, preset_set"
     assert info.value.problems == [
         "experiment.rounds: expected an integer >= 1, got 0",
         f"experiment.seeed: unknown key (expected one of: {', '.join(sorted(known.split(', ')))})",
@@ -112,7 +112,8 @@ def test_every_problem_of_every_section_names_file_and_key(tmp_path: Path) -> No
         + ", ".join(sorted(__import__("htfl.models").models.ARCHITECTURES)),
         "superlink.insecure: expected true or false, got 1",
         "algorithm.params.lamda: expected a number >= 0, got -2",
-        "algorithm.params.tau: unknown key (expected one of: lamda)",
+        "algorithm.params.tau: unknown key (expected one of: lamda, mse_over, prototypes, "
+        "weighting)",
     ]
 
 

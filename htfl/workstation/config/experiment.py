@@ -40,6 +40,7 @@ from htfl.validation import (
     raise_problems,
     table,
 )
+from htfl.workstation.config.presets import apply_preset
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 
@@ -68,6 +69,11 @@ class ExperimentSection:
     description: Text = ""
     #: torch threads of the ServerApp; 1 avoids OpenMP spin contention with co-located agents
     server_torch_threads: Annotated[Int, at_least(1)] = 1
+    #: named defaults for keys the file leaves out ("htfllib": HtFLlib's setup and each
+    #: method's defaults; htfl.workstation.config.presets)
+    preset: Literal["", "htfllib"] = ""
+    #: the keys the preset filled in (written by the loader; their values are in their sections)
+    preset_set: list[Text] = field(default_factory=list)
 
 
 def _known_method(name: str) -> str:
@@ -306,6 +312,7 @@ def _models_table(table: Any) -> Any:
 def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Experiment:
     """Validate a parsed experiment file (or a resolved one); no other file is read."""
     problems: list[str] = []
+    raw = apply_preset(raw)
     for key in raw:
         if key not in _SECTIONS:
             problems.append(f"{key}: unknown section (expected: {', '.join(_SECTIONS)})")
