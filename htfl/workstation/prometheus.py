@@ -27,9 +27,14 @@ def device_targets(inventory: Inventory) -> list[dict]:
 
 
 def prometheus_config(
-    targets_dir: Path, server_target: str, scrape_interval: str = SCRAPE_INTERVAL
+    targets_dir: Path,
+    server_target: str,
+    scrape_interval: str = SCRAPE_INTERVAL,
+    rule_files: list[Path] | None = None,
 ) -> dict:
+    extra = {"rule_files": [str(p) for p in rule_files]} if rule_files else {}
     return {
+        **extra,
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
@@ -51,13 +56,16 @@ def write_prometheus_config(
     out_dir: Path,
     server_target: str,
     scrape_interval: str = SCRAPE_INTERVAL,
+    rules: Path | None = None,
 ) -> Path:
     """Write ``targets/devices.json`` and ``prometheus.yml`` under ``out_dir``; return the path
-    of the latter."""
+    of the latter. ``rules``: a recording-rules file it loads (``dashboards/rules/``)."""
     targets_dir = (out_dir / "targets").resolve()
     targets_dir.mkdir(parents=True, exist_ok=True)
     (targets_dir / "devices.json").write_text(json.dumps(device_targets(inventory), indent=2))
     config_path = out_dir / "prometheus.yml"
-    config = prometheus_config(targets_dir, server_target, scrape_interval)
+    config = prometheus_config(
+        targets_dir, server_target, scrape_interval, [rules.resolve()] if rules else None
+    )
     config_path.write_text(yaml.safe_dump(config))
     return config_path

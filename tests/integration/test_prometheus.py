@@ -26,7 +26,7 @@ from htfl.workstation.local_fleet import LocalFleet, expand_selection
 from htfl.workstation.prometheus import write_prometheus_config
 from htfl.workstation.server.results import read_rows
 from htfl.workstation.server.submit import SuperLinkControl
-from tests.grafana import concrete, dashboards, panel_queries
+from tests.grafana import RULES_FILE, concrete, dashboards, panel_queries
 from tests.integration.test_local_fleet import FEDPROTO_3_ARCHS
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ def test_prometheus_sees_what_the_results_record(tmp_path: Path) -> None:
         fleet.start()
         inventory = load_inventory(fleet.inventory_path, use_ansible=False)
         config = write_prometheus_config(
-            inventory, tmp_path / "prom", f"127.0.0.1:{server_metrics_port}", "1s"
+            inventory, tmp_path / "prom", f"127.0.0.1:{server_metrics_port}", "1s", RULES_FILE
         )
         check = subprocess.run(
             ["promtool", "check", "config", str(config)], capture_output=True, text=True

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "targets",
         help="write file_sd targets and prometheus.yml",
         description="Write OUT/prometheus.yml and OUT/targets/devices.json: one target per "
-        "inventory host (its htfl_exporter_port) plus the ServerApp.",
+        "inventory host (its htfl_exporter_port) plus the ServerApp, and the recording rules "
+        "the Grafana dashboards (dashboards/) read.",
     )
     t.add_argument(
         "--inventory",
@@ -35,7 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=Path("dashboards/prometheus"),
         metavar="DIR",
-        help="where to write prometheus.yml and targets/",
+        help="where to write prometheus.yml and targets/ (dashboards/prometheus is git-ignored)",
+    )
+    t.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("dashboards/rules/htfl.rules.yml"),
+        metavar="FILE",
+        help="recording rules the dashboards read, named in prometheus.yml",
     )
     t.add_argument(
         "--server",
@@ -50,12 +58,19 @@ def targets(args: argparse.Namespace) -> int:
     from htfl.workstation.inventory import InventoryError, load_inventory
     from htfl.workstation.prometheus import write_prometheus_config
 
+    if not args.rules.is_file():
+        print(
+            f"htfl prometheus targets: error: --rules: {args.rules}: no such file "
+            "(run from the repository root, or name the rules file)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         inventory = load_inventory(args.inventory)
     except InventoryError as err:
         print(f"htfl prometheus targets: error: {err}", file=sys.stderr)
         return 2
-    path = write_prometheus_config(inventory, args.out, args.server)
+    path = write_prometheus_config(inventory, args.out, args.server, rules=args.rules)
     print(
         f"wrote {path} and {args.out / 'targets' / 'devices.json'} ({len(inventory.hosts)} devices)"
     )

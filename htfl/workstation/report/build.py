@@ -15,6 +15,7 @@ from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from htfl.workstation.report import figures
 from htfl.workstation.report.load import ReportError, Run, load_run
@@ -143,6 +144,9 @@ def _plots(all_series: list[Series], target: float) -> list[tuple[str, str, str,
 
 
 def _save(fig: Figure, directory: Path, name: str) -> bytes:
+    for ax in fig.axes:
+        if ax.get_xlabel() == "round":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=90)
     fig.savefig(directory / f"{name}.svg", format="svg")
