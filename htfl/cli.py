@@ -32,6 +32,7 @@ WORKSTATION_COMMANDS: tuple[str, ...] = (
     "htfl.workstation.cli.deploy",
     "htfl.workstation.cli.run",
     "htfl.workstation.cli.prometheus",
+    "htfl.workstation.cli.report",
 )
 #: Device commands (also on the workstation: the local fleet runs agents; meters are probed).
 DEVICE_COMMANDS: tuple[str, ...] = ("htfl.device.cli.agent", "htfl.device.cli.power")
@@ -48,6 +49,7 @@ A researcher's path:
 
 Around it:
   htfl prometheus targets                  let Prometheus watch the devices and the run
+  htfl report results/<id>                 draw accuracy, energy, time and bytes (HTML)
   htfl agent                               what runs on each device (htfl deploy starts it)
   htfl power probe                         which power meters this machine has
 
