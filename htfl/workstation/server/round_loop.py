@@ -12,6 +12,7 @@ from flwr.serverapp import Grid
 from htfl import protocol
 from htfl.algorithms import get_method
 from htfl.algorithms.base import Upload
+from htfl.workstation.accuracy import AccuracyLedger
 from htfl.workstation.config.experiment import Experiment
 from htfl.workstation.server.exchange import Exchange, exchange
 from htfl.workstation.server.exporter import ServerMetrics
@@ -64,17 +65,6 @@ def _message(p: Participant, kind: str, config: dict, payload=None) -> Message:
     )
 
 
-def weighted_accuracy(rows: list[ClientRoundRow]) -> float | None:
-    """Sample-weighted mean test accuracy, as HtFLlib reports it."""
-    scored = [
-        (r.test_accuracy, r.num_test) for r in rows if r.test_accuracy is not None and r.num_test
-    ]
-    total = sum(n for _, n in scored)
-    if not total:
-        return None
-    return sum(acc * n for acc, n in scored) / total
-
-
 class RoundLoop:
     def __init__(
         self,
@@ -94,6 +84,8 @@ class RoundLoop:
         self.method = get_method(experiment.algorithm.name)
         self.setups: dict[int, ClientSetup] = {}
         self.history: list[dict] = []
+        #: the run's mean accuracy (htfl.workstation.accuracy: the report's definition too)
+        self.accuracy = AccuracyLedger()
 
     # --- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -202,7 +194,9 @@ class RoundLoop:
             if rnd % exp.experiment.eval_every == 0 or rnd == exp.experiment.rounds:
                 self._evaluate_round(rows, server.global_payload())
             self.results.add_rows(rows)
-            accuracy = weighted_accuracy(rows)
+            accuracy = self.accuracy.record(
+                (r.device, r.test_accuracy, r.num_test) for r in rows
+            ).mean
             round_seconds = time.time() - t0
             if self.metrics is not None:
                 self.metrics.round_finished(rows, self._wait_seconds, round_seconds, accuracy)
