@@ -228,3 +228,25 @@ def test_out_of_memory_is_the_devices_error_naming_arch_and_batch(task_identity)
         call(runtime, msg(protocol.TRAIN, {"round": 1}))
     assert "out of memory on cpu training cnn4 at batch size 32 (fp32)" in str(err.value)
     assert isinstance(state.client, ClientSide) and runtime.runs[RUN_ID] is state  # agent goes on
+
+
+# --- htfl deploy facts: the "cuda" column ----------------------------------------------------
+def test_the_facts_probe_trains_a_step_on_the_gpu_or_says_no() -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = Path(__file__).resolve().parents[1] / "deploy/roles/facts/files/probe.py"
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120)
+    facts = json.loads(out.stdout)
+    assert facts["cuda"] == ("yes" if torch.cuda.is_available() else "no")
+    assert facts["torch"] == torch.__version__.split("+")[0] or facts["torch"] == torch.__version__
+
+
+def test_the_facts_table_shows_cuda_per_board() -> None:
+    from htfl.workstation.cli.deploy import cuda_cell
+
+    assert cuda_cell({"cuda": "yes", "accelerator": "Orin"}) == "yes (Orin)"
+    assert cuda_cell({"cuda": "no"}) == "no"
+    assert cuda_cell({"cuda": "error: RuntimeError('no kernel image')"}).startswith("error:")
+    assert cuda_cell({}) == "-"

@@ -298,6 +298,14 @@ def status_table(published: dict[str, dict[str, Any]], current_build: str | None
     return table
 
 
+def cuda_cell(facts: dict[str, Any]) -> str:
+    """The facts table's "cuda" cell: "yes (GPU name)" when a tiny forward/backward ran on the
+    board's GPU, "no" on a CPU board, else what failed."""
+    cuda = str(facts.get("cuda", "-"))
+    name = facts.get("accelerator")
+    return f"{cuda} ({name})" if name and cuda == "yes" else cuda
+
+
 def facts_table(published: dict[str, dict[str, Any]]) -> Table:
     from rich.table import Table
 
@@ -318,7 +326,7 @@ def facts_table(published: dict[str, dict[str, Any]]) -> Table:
             str(f.get("os", "-")),
             str(f.get("python", "-")),
             str(f.get("torch") or "-"),
-            str(f.get("cuda", "-")),
+            cuda_cell(f),
             str(f.get("flwr") or "-"),
             clock,
         )

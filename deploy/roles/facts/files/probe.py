@@ -29,8 +29,19 @@ except Exception as err:  # noqa: BLE001 - reported, not raised
 try:
     import torch
 
-    info["cuda"] = bool(torch.cuda.is_available())
     info["torch_threads"] = torch.get_num_threads()
+    info["torch_cuda"] = torch.version.cuda or ""
+    # "yes" only when a tiny forward/backward really runs on the GPU; "no" without one
+    info["cuda"] = "no"
+    if torch.cuda.is_available():
+        info["accelerator"] = torch.cuda.get_device_name(0)
+        try:
+            layer = torch.nn.Linear(8, 2).cuda()
+            layer(torch.randn(4, 8, device="cuda")).square().mean().backward()
+            torch.cuda.synchronize()
+            info["cuda"] = "yes" if layer.weight.grad is not None else "error: no gradient"
+        except Exception as err:  # noqa: BLE001 - reported, not raised
+            info["cuda"] = "error: " + repr(err)[:160]
 except Exception as err:  # noqa: BLE001 - reported, not raised
     info["torch_error"] = repr(err)
 print(json.dumps(info))
