@@ -24,6 +24,7 @@ from htfl.algorithms.base import ClientSide, TrainSettings
 from htfl.datasets.base import data_dir as default_data_dir
 from htfl.datasets.delivery import obtain_client_shard
 from htfl.device.instruments import DeviceInstruments, TaskTiming
+from htfl.device.private_state import PrivateStateStore
 from htfl.models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ class RunState:
     client_index: int
     arch: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: where this run's private model is saved after each trained round (None: not saved)
+    state_path: Path | None = None
+
+
+class StaleTask(RuntimeError):
+    """A train task the server has stopped waiting for: dropped, not trained."""
 
 
 class ClientRuntime:
@@ -49,6 +56,7 @@ class ClientRuntime:
         *,
         data_dir: Path | None = None,
         training_device: str = "auto",
+        state_dir: Path | None = None,
     ) -> None:
         self.device_class = device_class
         self.device_name = device_name
@@ -58,6 +66,10 @@ class ClientRuntime:
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         self.runs: dict[int, RunState] = {}
+        #: the private model and optimizer on disk, per experiment (survives a restart)
+        self.private = PrivateStateStore(state_dir or self.data_dir / "private-state", device_name)
+        #: device clock minus server clock, as the server measured it (0 until setup)
+        self.clock_offset = 0.0
         #: this device class's setting (inventory ``htfl_training_device``); the experiment's
         #: ``[training] device`` wins unless it says "auto"
         self.training_device = training_device
@@ -150,7 +162,18 @@ class ClientRuntime:
             method.params(**cfg["params"]),
             int(cfg["seed"]) + int(cfg["client_index"]),
         )
-        self.runs[message.metadata.run_id] = RunState(client, int(cfg["client_index"]), cfg["arch"])
+        state_path = None
+        resumed_round = 0
+        if cfg.get("experiment_id"):
+            state_path = self.private.path(
+                str(cfg["experiment_id"]), int(cfg["client_index"]), cfg["arch"]
+            )
+            if cfg.get("resume_private_state"):  # a resumed experiment or a returning device
+                resumed_round = self.private.restore(state_path, client)
+        self.runs[message.metadata.run_id] = RunState(
+            client, int(cfg["client_index"]), cfg["arch"], state_path=state_path
+        )
+        self.clock_offset = float(cfg.get("clock_offset_seconds", 0.0))
         if self.instruments is not None and "clock_offset_seconds" in cfg:
             self.instruments.phases.set_clock_offset(float(cfg["clock_offset_seconds"]))
         # Older runs' state is released: a device serves one experiment at a time.
@@ -168,6 +191,7 @@ class ClientRuntime:
             "num_parameters": count_parameters(model),
             "model_bytes": sum(p.numel() * p.element_size() for p in model.state_dict().values()),
             "setup_seconds": time.perf_counter() - t0,
+            "resumed_round": resumed_round,
         }
         return info, None, metrics
 
@@ -210,9 +234,31 @@ class ClientRuntime:
         )
         self._observe("evaluate", metrics["evaluate_seconds"])
 
+    def _check_fresh(self, message: Message, config: dict) -> None:
+        """Refuse a train task older than its round's deadline (on the server's clock): the
+        server has closed that round (this device was frozen or far behind), so training it
+        would spend an epoch the server never sees."""
+        deadline = config.get("deadline_seconds")
+        if deadline is None:
+            return
+        age = time.time() - self.clock_offset - message.metadata.created_at
+        if age > float(deadline):
+            log.warning(
+                "round %s: task is %.1f s old, past its %.0f s deadline: dropped, not trained",
+                config.get("round"),
+                age,
+                float(deadline),
+            )
+            raise StaleTask(
+                f"round {config.get('round')}: stale task ({age:.1f} s old, deadline "
+                f"{float(deadline):.0f} s): dropped, not trained"
+            )
+
     def _train(self, message: Message):
         state = self._run(message)
-        rnd = int(protocol.read_config(message).get("round", 0))
+        config = protocol.read_config(message)
+        self._check_fresh(message, config)
+        rnd = int(config.get("round", 0))
         if self.instruments is not None:
             self.instruments.phases.set_round(rnd)
         metrics: dict[str, float] = {"deserialise_seconds": self._receive(state, message)}
@@ -222,6 +268,10 @@ class ClientRuntime:
         self._observe("train", metrics["train_seconds"])
         metrics["num_train"] = len(state.client.shard.train_y)
         upload = state.client.upload()
+        if state.state_path is not None:
+            t0 = time.perf_counter()
+            self.private.save(state.state_path, state.client)
+            metrics["state_save_seconds"] = time.perf_counter() - t0
         return None, upload, metrics
 
     def _evaluate(self, message: Message):

@@ -112,6 +112,9 @@ class LocalFleet:
     #: seconds between an agent's SuperLink polls while active (None: the agent's default)
     poll_seconds: float | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: what Flower detached (flwr-serverapp, in a session of its own), noted while its parent
+    #: lived: once the SuperLink dies it is re-parented and no longer found below it
+    detached: list[psutil.Process] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -177,7 +180,15 @@ class LocalFleet:
 
     def check_alive(self) -> list[str]:
         """Names of fleet processes that have exited (a crashed agent is worth reporting)."""
+        self.note_descendants()
         return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def note_descendants(self) -> None:
+        """Remember every descendant alive now, so :meth:`stop` finds it even if its parent
+        (the SuperLink) is killed first."""
+        known = {p.pid for p in self.detached}
+        live = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
+        self.detached.extend(p for p in live if p.pid not in known)
 
     def log_tails(self, names: list[str], lines: int = 15) -> str:
         """The last ``lines`` of the named processes' logs, headed by each log's path."""
@@ -212,7 +223,8 @@ class LocalFleet:
     def stop(self, timeout: float = 10.0) -> None:
         # Flower starts flwr-serverapp in a session of its own, outside the SuperLink's process
         # group; note every descendant now, before their parents exit and they are re-parented.
-        descendants = _descendants([p.pid for p in self.procs.values() if p.poll() is None])
+        self.note_descendants()
+        descendants = list(self.detached)
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -230,6 +242,7 @@ class LocalFleet:
         # the agents were slow to stop. (Stopped before the SuperLink, it waits on it instead.)
         _terminate(descendants, timeout)
         self.procs.clear()
+        self.detached.clear()
 
     def __enter__(self) -> LocalFleet:
         self.start()

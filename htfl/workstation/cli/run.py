@@ -33,8 +33,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "experiment",
         type=Path,
+        nargs="?",
         help="the experiment file (TOML, e.g. experiments/quickstart.toml; its sections are "
-        "described in the README)",
+        "described in the README); omitted with --resume",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RESULTS_DIR",
+        help="continue the experiment recorded in RESULTS_DIR (results/<experiment-id>/) from "
+        "its last completed round, with the same devices (default: start a new run)",
+    )
+    p.add_argument(
+        "--superlink-lost-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up when the SuperLink has not answered for this long",
     )
     p.add_argument(
         "--local-fleet",
@@ -100,15 +116,28 @@ def summary_table(results_dir: Path) -> Table:
     return table
 
 
+#: Once Flower reports the run finished, how long the ServerApp's own end event may take.
+END_EVENT_GRACE_SECONDS = 10.0
+
+
 def follow(
-    results_dir: Path, status_fn, timeout: float | None, fleet: LocalFleet | None = None
+    results_dir: Path,
+    status_fn,
+    timeout: float | None,
+    fleet: LocalFleet | None = None,
+    superlink_lost_after: float = 60.0,
 ) -> dict:
     """Show progress from results/<id>/progress.jsonl until the run ends; return the end event.
 
-    With a local ``fleet``, a process of it that exits is reported at once with its log tail
-    (the ServerApp carries on with the devices it has, as it would in a lab).
+    Every wait is bounded: the run also ends when Flower reports it finished (the ServerApp was
+    killed before writing its end), when the SuperLink has not answered for
+    ``superlink_lost_after`` seconds (or its local process exited), and after ``timeout``.
+    With a local ``fleet``, an agent that exits is reported at once with its log tail (the
+    ServerApp carries on with the devices it has, as it would in a lab).
     """
     reported: set[str] = set()
+    last_answer = time.monotonic()
+    finished_seen: float | None = None
     progress_file = results_dir / "progress.jsonl"
     offset, end_event = 0, None
     started = time.monotonic()
@@ -153,15 +182,42 @@ def follow(
                     console.print(
                         f"[red]fleet process exited:[/red]\n{fleet.log_tails(sorted(dead))}"
                     )
-                status = status_fn()
-                if status.startswith("finished") and not progress_file.exists():
+                    if "superlink" in dead:
+                        return {
+                            "status": "failed",
+                            "cause": "superlink_lost",
+                            "error": "the local SuperLink exited; resume with "
+                            f"htfl run --resume {results_dir}",
+                        }
+                try:
+                    status = status_fn()
+                    last_answer = now
+                except Exception as err:  # httpx/grpc errors: the SuperLink is unreachable
+                    if now - last_answer > superlink_lost_after:
+                        return {
+                            "status": "failed",
+                            "cause": "superlink_lost",
+                            "error": f"lost the SuperLink: no answer for "
+                            f"{superlink_lost_after:.0f} s ({type(err).__name__}: {err}); "
+                            f"resume with htfl run --resume {results_dir}",
+                        }
+                    status = "unreachable"
+                if status.startswith("finished") and finished_seen is None:
+                    finished_seen = now
+                if finished_seen is not None and now - finished_seen > END_EVENT_GRACE_SECONDS:
                     return {
                         "status": "failed",
-                        "error": f"the ServerApp ended ({status}) "
-                        "before writing progress; see the SuperLink log",
+                        "cause": "serverapp_ended",
+                        "error": f"Flower reports the run {status}, and the ServerApp "
+                        "did not record its end (killed?); see the SuperLink log; "
+                        f"resume with htfl run --resume {results_dir}",
                     }
             if timeout is not None and now - started > timeout:
-                return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
+                return {
+                    "status": "failed",
+                    "cause": "timeout",
+                    "error": f"timed out after {timeout:.0f} s (--timeout)",
+                }
             time.sleep(0.2)
     return end_event
 
@@ -175,12 +231,19 @@ def run(args: argparse.Namespace) -> int:
     from htfl.workstation.config.experiment import ConfigError, load_experiment
     from htfl.workstation.config.preflight import preflight
     from htfl.workstation.server import submit
-    from htfl.workstation.server.results import record_interrupted
+    from htfl.workstation.server.results import record_ended, record_interrupted
+
+    if (args.experiment is None) == (args.resume is None):
+        print_errors(["give an experiment file, or --resume RESULTS_DIR (not both)"])
+        return 2
 
     try:
         # Validate the file (no I/O), then check the files it names, before anything starts.
-        exp = preflight(load_experiment(args.experiment))
-    except ConfigError as err:
+        if args.resume is not None:
+            exp = preflight(resume_experiment(args.resume))
+        else:
+            exp = preflight(load_experiment(args.experiment))
+    except (ConfigError, ResumeError) as err:
         print_errors([str(err)])
         return 2
     problems = run_option_problems(args, exp)
@@ -188,10 +251,13 @@ def run(args: argparse.Namespace) -> int:
         print_errors(problems)
         return 2
     fleet = None
-    results_dir = (args.results / exp.id).resolve()
-    if results_dir.exists() and any(results_dir.iterdir()):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        results_dir = results_dir.with_name(f"{exp.id}-{stamp}")
+    if args.resume is not None:
+        results_dir = args.resume.resolve()
+    else:
+        results_dir = (args.results / exp.id).resolve()
+        if results_dir.exists() and any(results_dir.iterdir()):
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            results_dir = results_dir.with_name(f"{exp.id}-{stamp}")
     control, run_id = None, None
     interrupted = False
     try:
@@ -199,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
             from htfl.workstation.local_fleet import LocalFleet, expand_selection
 
             devices = expand_selection(exp.devices.classes, args.local_fleet)
+            # on --resume the same directory: logs go on, and each agent finds its own
+            # private model where it left it (its data dir is in there)
             fleet = LocalFleet(devices, results_dir / "fleet-logs")
             console.print(
                 f"starting a local fleet: SuperLink + {len(devices)} agents "
@@ -210,19 +278,40 @@ def run(args: argparse.Namespace) -> int:
             )
         results_dir.mkdir(parents=True, exist_ok=True)
         control = submit.SuperLinkControl(exp)
-        run_id = control.submit(exp, results_dir)
+        try:
+            run_id = control.submit(exp, results_dir, resume=args.resume is not None)
+        except Exception as err:  # httpx: unreachable, or the SuperLink refused the run
+            print_errors(
+                [
+                    f"could not submit to the SuperLink at {exp.superlink.address}: "
+                    f"{type(err).__name__}: {err}"
+                ]
+            )
+            record_ended(
+                results_dir, None, {"status": "failed", "cause": "submit", "error": str(err)}
+            )
+            return 1
         console.print(f"run {run_id} submitted; results in {results_dir}")
-        end = follow(results_dir, lambda: control.status(run_id), args.timeout, fleet)
+        end = follow(
+            results_dir,
+            lambda: control.status(run_id),
+            args.timeout,
+            fleet,
+            args.superlink_lost_after,
+        )
         if end.get("status") != "finished":
-            with contextlib.suppress(Exception):  # it may have ended by itself
-                control.stop(run_id)
+            if end.get("cause") != "superlink_lost":
+                with contextlib.suppress(Exception):  # it may have ended by itself
+                    control.stop(run_id)
+            record_ended(results_dir, run_id, end)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping the run[/yellow]")
         if control is not None and run_id is not None:
             try:
-                control.stop(run_id)
+                if not control.status(run_id).startswith("finished"):
+                    control.stop(run_id)
             except Exception as err:  # the SuperLink may already be gone
-                console.print(f"could not stop run {run_id}: {err}")
+                console.print(f"could not stop run {run_id}: {type(err).__name__}: {err}")
         interrupted = True
         return 130
     finally:
@@ -239,7 +328,10 @@ def run(args: argparse.Namespace) -> int:
     summary_file = results_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else end
     if summary.get("status") != "finished":
-        console.print(f"[red]experiment failed:[/red] {summary.get('error') or end.get('error')}")
+        console.print(
+            f"[red]experiment failed:[/red] {summary.get('error') or end.get('error')} "
+            f"(last completed round: {summary.get('last_completed_round', 0)})"
+        )
         return 1
     acc = summary.get("final_accuracy")
     console.print(
@@ -258,6 +350,39 @@ def print_errors(lines: list[str]) -> None:
 
     for line in lines:
         console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+
+
+class ResumeError(ValueError):
+    """--resume names something that cannot be resumed; the message says what and why."""
+
+
+def resume_experiment(results_dir: Path) -> Experiment:
+    """The experiment recorded in ``results_dir``, checked to be resumable; ResumeError (one
+    line naming the directory and what is missing) otherwise."""
+    from htfl.workstation.config.experiment import experiment_from_dict
+    from htfl.workstation.server.checkpoint import CHECKPOINT_FILE
+    from htfl.workstation.server.results import SUMMARY_FILE
+
+    where = f"--resume {results_dir}"
+    if not results_dir.is_dir():
+        raise ResumeError(f"{where}: not a directory")
+    recorded = results_dir / "experiment.json"
+    if not recorded.is_file():
+        raise ResumeError(f"{where}: no experiment.json: not a results directory of htfl run")
+    if not (results_dir / CHECKPOINT_FILE).is_file():
+        raise ResumeError(
+            f"{where}: no {CHECKPOINT_FILE}: the run completed no round, start it again instead"
+        )
+    status = None
+    with contextlib.suppress(OSError, ValueError):
+        status = json.loads((results_dir / SUMMARY_FILE).read_text()).get("status")
+    if status == "finished":
+        raise ResumeError(f"{where}: the experiment already finished")
+    try:
+        raw = json.loads(recorded.read_text())
+        return experiment_from_dict(raw, str(recorded))
+    except (ValueError, TypeError, KeyError) as err:
+        raise ResumeError(f"{where}: experiment.json is not readable: {err}") from None
 
 
 def run_option_problems(args: argparse.Namespace, exp: Experiment) -> list[str]:

@@ -180,6 +180,11 @@ class DevicesSection:
     deadline_seconds: Annotated[Number, above(0)] = 300.0
     min_replies: Annotated[Int, at_least(1)] = 1
     wait_for_devices_seconds: Annotated[Number, at_least(0)] = 120.0
+    #: train.setup has its own deadline: a slow board imports torch, builds its model and
+    #: reads its shard before it can answer (minutes on a Jetson Nano under load).
+    setup_deadline_seconds: Annotated[Number, above(0)] = 900.0
+    #: how long an `evaluate` waits for the devices that answered this round's `train`
+    evaluate_deadline_seconds: Annotated[Number, above(0)] = 300.0
 
     @model_validator(mode="after")
     def _consistent(self) -> DevicesSection:

@@ -18,7 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 from htfl import flower_adapter
 from htfl.workstation.config.experiment import experiment_from_dict
 from htfl.workstation.datasets.delivery import start_shard_delivery
-from htfl.workstation.server import selection
+from htfl.workstation.server import checkpoint, selection
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import SUMMARY_FILE, ResultsStore, code_version
 from htfl.workstation.server.round_loop import RoundLoop
@@ -32,15 +32,24 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     flower_adapter.install_server()
     raw = json.loads(str(context.run_config["htfl-experiment"]))
-    results = ResultsStore(str(context.run_config["htfl-results-dir"]))
+    results_dir = str(context.run_config["htfl-results-dir"])
+    # `htfl run --resume`: continue from the checkpoint of the last completed round
+    resume = checkpoint.load_for_resume(results_dir, context.run_config.get("htfl-resume"))
+    results = ResultsStore(results_dir, resume_after=resume.round if resume else None)
     summary: dict = {"status": "running", "run_id": context.run_id, "started": time.time()}
+    if resume is not None:
+        summary["resumed_after_round"] = resume.round
     metrics: ServerMetrics | None = None
     shard_server = None
+    loop: RoundLoop | None = None
     try:
         experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
         torch.set_num_threads(experiment.experiment.server_torch_threads)
-        results.write_json("experiment.json", raw)
-        results.write_json("code_version.json", code_version())
+        if resume is None:
+            results.write_json("experiment.json", raw)
+            results.write_json("code_version.json", code_version())
+        else:
+            results.write_json(f"code_version-resume-{resume.round}.json", code_version())
         # Prepared shards: check them, and serve them over HTTP if so delivered (data.json).
         experiment, shard_server = start_shard_delivery(experiment, results)
         metrics = ServerMetrics(
@@ -58,7 +67,11 @@ def main(grid: Grid, context: Context) -> None:
             grid, experiment.devices.count, experiment.devices.wait_for_devices_seconds
         )
         devices = selection.discover(grid, nodes)
-        participants = selection.select(devices, experiment)
+        participants = (
+            selection.select(devices, experiment)
+            if resume is None
+            else selection.reselect(devices, resume.selection)
+        )
         results.write_json(
             "devices.json",
             [
@@ -76,7 +89,7 @@ def main(grid: Grid, context: Context) -> None:
         )
         results.progress(event="setup", devices=len(participants))
         metrics.participants(participants)
-        loop = RoundLoop(grid, experiment, participants, results, metrics)
+        loop = RoundLoop(grid, experiment, participants, results, metrics, resume)
         loop.setup()
         summary.update(loop.run())
         summary["status"] = "finished"
@@ -92,6 +105,14 @@ def main(grid: Grid, context: Context) -> None:
         if shard_server is not None:
             shard_server.close()
         summary["finished"] = time.time()
+        summary.setdefault("last_completed_round", _last_round(loop, resume))
         results.write_json(SUMMARY_FILE, summary)
         results.progress(event="end", status=summary["status"], error=summary.get("error"))
         results.close()
+
+
+def _last_round(loop: RoundLoop | None, resume: checkpoint.Checkpoint | None) -> int:
+    """The last round whose rows and checkpoint were written (0: none)."""
+    if loop is not None and loop.history:
+        return int(loop.history[-1]["round"])
+    return resume.round if resume is not None else 0

@@ -27,6 +27,9 @@ class Exchange:
     missing: list[int] = field(default_factory=list)
     sent_at: float = 0.0
     received_at: dict[int, float] = field(default_factory=dict)
+    #: The message id still waiting for a reply, per node that missed the deadline (a late
+    #: reply can still be pulled with it).
+    pending: dict[int, str] = field(default_factory=dict)
     #: Content bytes of the message sent to each node, as the Grid pushed it.
     bytes_sent: dict[int, int | None] = field(default_factory=dict)
     #: Content bytes of each node's reply, as the Grid pulled it.
@@ -81,4 +84,5 @@ def exchange(
                 break
         time.sleep(poll_seconds)
     result.missing = sorted(node_of[mid] for mid in pending)
+    result.pending = {node_of[mid]: mid for mid in pending}
     return result

@@ -37,6 +37,7 @@ clientapp = "htfl.device.clientapp:app"
 htfl-experiment = "{{}}"
 htfl-results-dir = "results/unnamed"
 htfl-source = ""
+htfl-resume = "0"
 """
 
 

@@ -6,6 +6,7 @@ every round it finished. Prometheus is only the live view.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -86,13 +87,21 @@ def code_version() -> dict[str, str]:
 
 
 class ResultsStore:
-    def __init__(self, directory: str | Path) -> None:
+    """``resume_after``: continue a results directory whose rounds up to this one are kept;
+    rows of later rounds (written before a crash, but not checkpointed) are dropped, so a
+    resumed run neither loses nor duplicates a row."""
+
+    def __init__(self, directory: str | Path, resume_after: int | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._rows = open(self.dir / ROWS_FILE, "w", newline="")  # noqa: SIM115 - long-lived
+        if resume_after is not None:
+            keep_rows_up_to(self.dir, resume_after)
+        mode = "w" if resume_after is None else "a"
+        self._rows = open(self.dir / ROWS_FILE, mode, newline="")  # noqa: SIM115 - long-lived
         self._writer = csv.DictWriter(self._rows, fieldnames=ROW_FIELDS)
-        self._writer.writeheader()
-        self._progress = open(self.dir / PROGRESS_FILE, "w")  # noqa: SIM115 - long-lived
+        if resume_after is None:
+            self._writer.writeheader()
+        self._progress = open(self.dir / PROGRESS_FILE, mode)  # noqa: SIM115 - long-lived
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.dir / name, obj)
@@ -115,6 +124,18 @@ class ResultsStore:
 def read_rows(directory: str | Path) -> list[dict[str, str]]:
     with open(Path(directory) / ROWS_FILE, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def keep_rows_up_to(directory: Path, last_round: int) -> None:
+    """Rewrite ``rounds.csv`` (atomically) with the rows of rounds ``<= last_round`` only."""
+    path = directory / ROWS_FILE
+    rows = read_rows(directory) if path.exists() else []
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["round"]) <= last_round)
+    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -141,5 +162,44 @@ def record_interrupted(directory: Path, run_id: int | None) -> None:
                 "finished": time.time(),
                 "error": "interrupted from the command line; the ServerApp was stopped before "
                 "it could record its end (written by htfl run)",
+            },
+        )
+
+
+def last_progress_round(directory: Path) -> int:
+    """The last round ``progress.jsonl`` records as completed (0: none)."""
+    last = 0
+    try:
+        lines = (directory / PROGRESS_FILE).read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if event.get("event") == "round":
+            last = int(event["round"])
+    return last
+
+
+def record_ended(directory: Path, run_id: int | None, end: dict[str, Any]) -> None:
+    """The summary of a run that ended without the ServerApp recording it (killed, lost
+    SuperLink, timeout): what happened, and the last round completed, written by htfl run."""
+    path = directory / SUMMARY_FILE
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("status") not in (None, "running"):
+            return  # the ServerApp's own record
+    if directory.is_dir():
+        write_json(
+            path,
+            {
+                "status": end.get("status", "failed"),
+                "cause": end.get("cause", ""),
+                "run_id": run_id,
+                "finished": time.time(),
+                "last_completed_round": last_progress_round(directory),
+                "error": f"{end.get('error', '')} (written by htfl run: the ServerApp did not "
+                "record its end)",
             },
         )

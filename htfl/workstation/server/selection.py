@@ -68,8 +68,39 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
     return sorted(devices, key=lambda d: (d.device_class, d.name, d.node_id))
 
 
+def duplicate_names(devices: list[Device]) -> None:
+    """Two nodes that claim one device name: one of them is not who it says (an uninvited
+    agent, or a copied configuration); selecting either would mix up two devices' results."""
+    seen: dict[str, list[int]] = {}
+    for d in devices:
+        seen.setdefault(d.name, []).append(d.node_id)
+    clashes = {name: nodes for name, nodes in seen.items() if len(nodes) > 1}
+    if clashes:
+        detail = "; ".join(f"{name!r} by nodes {nodes}" for name, nodes in sorted(clashes.items()))
+        raise DeviceSelectionError(
+            f"two or more connected nodes claim one device name: {detail}. Stop the agent "
+            "that should not be there (check the inventory), then run again"
+        )
+
+
+def reselect(devices: list[Device], selection: list[dict]) -> list[Participant]:
+    """The participants of a resumed run: the same device names, client indexes and models
+    as the checkpoint's selection (node ids differ once a device reconnects)."""
+    duplicate_names(devices)
+    by_name = {d.name: d for d in devices}
+    missing = [s["device"] for s in selection if s["device"] not in by_name]
+    if missing:
+        connected = ", ".join(sorted(by_name)) or "none"
+        raise DeviceSelectionError(
+            f"cannot resume: device(s) {', '.join(missing)} of the checkpoint's selection are "
+            f"not connected. Connected: {connected}"
+        )
+    return [Participant(by_name[s["device"]], int(s["client_index"]), s["arch"]) for s in selection]
+
+
 def select(devices: list[Device], experiment: Experiment) -> list[Participant]:
     """Pick devices by class counts or by name, in a stable order; explain any shortfall."""
+    duplicate_names(devices)
     wanted = experiment.devices
     chosen: list[Device] = []
     problems = []

@@ -33,12 +33,14 @@ class SuperLinkControl:
         )
         self._client = init_http_client_from_connection(connection)
 
-    def submit(self, exp: Experiment, results_dir: Path) -> int:
-        """Start the htfl ServerApp for ``exp``; return Flower's run id."""
+    def submit(self, exp: Experiment, results_dir: Path, resume: bool = False) -> int:
+        """Start the htfl ServerApp for ``exp``; return Flower's run id. ``resume``: continue
+        from the checkpoint in ``results_dir`` (``htfl run --resume``)."""
         overrides: UserConfig = {
             "htfl-experiment": json.dumps(exp.to_dict()),
             "htfl-results-dir": str(results_dir.resolve()),
             "htfl-source": str(exp.source),
+            "htfl-resume": "1" if resume else "0",
         }
         res = self._client.StartRun(
             StartRunRequest(
