@@ -122,3 +122,31 @@ def test_a_target_outside_zero_one_is_a_usage_error(tmp_path: Path, run_report) 
     run = write_synthetic(tmp_path / "run", rounds=2, devices=2)
     proc = run_report(run, "--target-accuracy", "1.5")
     assert proc.returncode == 2 and "--target-accuracy" in proc.stderr
+
+
+def _trace(path: Path, rows: list[str]) -> None:
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("t,watts,volts,amps,meter,scope\n" + "".join(r + "\n" for r in rows))
+
+
+def test_power_traces_are_drawn_per_device_and_scope(tmp_path: Path, run_report) -> None:
+    run = write_synthetic(tmp_path / "traced", rounds=3, devices=2)
+    device = "jetson-nano-01"
+    _trace(
+        run / "power" / f"{device}.csv",
+        [f"{1.8e9 + k * 0.1!r},{5.0 + k % 3!r},5.1,,ina3221,board" for k in range(50)]
+        + [f"{1.8e9 + k * 0.1!r},{1.0!r},,,ina3221,gpu" for k in range(50)]
+        + ["1800000005.0,7.5"],  # cut short by a stop
+    )
+    assert run_report(run).returncode == 0
+    page = (run / "report" / "index.html").read_text()
+    assert 'id="power-1"' in page
+    svg = (run / "report" / "power-1.svg").read_text()
+    assert f"{device} (board)" in svg and f"{device} (gpu)" in svg
+
+
+def test_a_corrupt_power_trace_is_named(tmp_path: Path, run_report) -> None:
+    run = write_synthetic(tmp_path / "badtrace", rounds=2, devices=2)
+    _trace(run / "power" / "dev.csv", ["1.0,abc,,,m,board"])
+    done = run_report(run)
+    assert done.returncode == 2 and f"{run / 'power' / 'dev.csv'}: a t or watts" in done.stderr

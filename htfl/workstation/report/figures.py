@@ -272,28 +272,23 @@ def gantt(s: Series) -> Figure:
     return fig
 
 
-def _power_columns(trace: dict[str, np.ndarray]) -> tuple[str, str] | None:
-    names = list(trace)
-    time = next((c for c in names if c in ("time", "timestamp", "t", "unix_time", "seconds")), None)
-    watts = next((c for c in names if "watt" in c.lower() or c.lower() in ("power", "w")), None)
-    if time is None or watts is None:
-        return None
-    return time, watts
-
-
 def power(s: Series) -> Figure | None:
-    traces = {d: cols for d, t in s.run.power.items() if (cols := _power_columns(t))}
+    """Each device's raw power trace (one line per meter scope), from the run's start."""
+    traces = {d: t for d, t in s.run.power.items() if len(t["t"])}
     if not traces:
         return None
     fig, (ax,) = _figure(ncols=1)
     fig.set_size_inches(12.0, 3.6)
-    starts = [
-        float(s.run.power[d][c[0]].min()) for d, c in traces.items() if len(s.run.power[d][c[0]])
-    ]
-    t0 = min(starts, default=0.0)
-    for device, (time, watts) in traces.items():
-        trace = s.run.power[device]
-        ax.plot(trace[time] - t0, trace[watts], lw=0.7, label=device)
+    fig.subplots_adjust(left=0.07, right=0.8)
+    t0 = min(float(t["t"].min()) for t in traces.values())
+    lines = 0
+    for device, trace in traces.items():
+        for scope in sorted(set(trace["scope"])):
+            at = trace["scope"] == scope
+            label = f"{device} ({scope})" if scope else device
+            ax.plot(trace["t"][at] - t0, trace["watts"][at], lw=0.7, label=label)
+            lines += 1
     ax.set(xlabel="seconds", ylabel="watts", title=f"Power traces: {_label(s)}")
-    _legend(ax, len(traces))
+    if lines <= LEGEND_DEVICES:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig

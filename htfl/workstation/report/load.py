@@ -211,8 +211,13 @@ def _rows(
     return wanted, keys, values
 
 
+#: Points kept per power trace line: a plot needs no more, a long run has millions.
+TRACE_POINTS = 4000
+
+
 def _power(directory: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``power/<device>.csv`` traces where the run has them: every numeric column by name."""
+    """``power/<device>.csv`` traces where the run has them (columns ``t``, ``watts`` and,
+    when present, ``scope``; others are not read), thinned to :data:`TRACE_POINTS` per scope."""
     traces: dict[str, dict[str, np.ndarray]] = {}
     if not directory.is_dir():
         return traces
@@ -221,16 +226,29 @@ def _power(directory: Path) -> dict[str, dict[str, np.ndarray]]:
             with open(path, newline="") as fh:
                 reader = csv.reader(fh)
                 header = next(reader, [])
-                rows = [r for r in reader if len(r) == len(header)]
+                if "t" not in header or "watts" not in header:
+                    raise ReportError(f"{path}: no column t or watts in the header")
+                it, iw = header.index("t"), header.index("watts")
+                isc = header.index("scope") if "scope" in header else None
+                t, w, scope = [], [], []
+                for r in reader:
+                    if len(r) != len(header) or not r[it] or not r[iw]:
+                        continue  # a row cut short by a stop, or a sample without power
+                    t.append(r[it])
+                    w.append(r[iw])
+                    scope.append(r[isc] if isc is not None else "")
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise ReportError(f"{path}: not a readable CSV file: {err}") from None
-        columns: dict[str, np.ndarray] = {}
-        for i, name in enumerate(header):
-            try:
-                columns[name] = np.array([float(r[i]) for r in rows], dtype=float)
-            except ValueError:
-                continue  # a text column (e.g. the meter's scope): not drawn
-        traces[path.stem] = columns
+        try:
+            times, watts = np.array(t, dtype=float), np.array(w, dtype=float)
+        except ValueError:
+            raise ReportError(f"{path}: a t or watts value is not a number") from None
+        scopes = np.array(scope, dtype=object)
+        keep = np.zeros(len(times), dtype=bool)
+        for name in set(scope):
+            at = np.nonzero(scopes == name)[0]
+            keep[at[:: max(1, len(at) // TRACE_POINTS)]] = True
+        traces[path.stem] = {"t": times[keep], "watts": watts[keep], "scope": scopes[keep]}
     return traces
 
 
