@@ -150,3 +150,12 @@ def test_a_corrupt_power_trace_is_named(tmp_path: Path, run_report) -> None:
     _trace(run / "power" / "dev.csv", ["1.0,abc,,,m,board"])
     done = run_report(run)
     assert done.returncode == 2 and f"{run / 'power' / 'dev.csv'}: a t or watts" in done.stderr
+
+
+def test_modelled_rows_are_said_to_be_modelled(tmp_path: Path, run_report) -> None:
+    run = write_synthetic(tmp_path / "simulated", rounds=2, devices=2)
+    lines = (run / "rounds.csv").read_text().splitlines()
+    lines = [lines[0] + ",modelled"] + [line + ",True" for line in lines[1:]]
+    (run / "rounds.csv").write_text("\n".join(lines) + "\n")
+    assert run_report(run).returncode == 0
+    assert "modelled from their device class" in (run / "report" / "index.html").read_text()

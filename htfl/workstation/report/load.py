@@ -198,6 +198,11 @@ def _rows(
             )
         )
         complete.append(fields)
+    if "modelled" in index and any(f[index["modelled"]] == "True" for f in complete):
+        notes.append(
+            "times, transfers and energy of simulated clients are modelled from their device "
+            "class's profile (htfl run --simulate), not measured on a device"
+        )
     values = np.full((len(complete), len(wanted)), np.nan)
     for k, column in enumerate(wanted):
         i = index[column]
