@@ -61,14 +61,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
-def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
-    """Loss scaling for fp16 (its small exponent underflows gradients); off otherwise."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+def grad_scaler(device: torch.device, precision: str) -> Any:
+    """Loss scaling for fp16 (its small exponent underflows gradients); off otherwise.
+    (NVIDIA's Jetson torch 2.1 predates ``torch.amp.GradScaler``: its CUDA one is used there.)"""
+    enabled = precision == "fp16"
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == "cuda")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
     """A CUDA (or other accelerator) allocation failure, as torch raises it."""
-    return isinstance(err, torch.OutOfMemoryError)
+    # torch.OutOfMemoryError from torch 2.5; NVIDIA's Jetson builds (2.1, 2.4) have the CUDA one
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom)
 
 
 def release_cached_memory(device: torch.device) -> None:
