@@ -128,11 +128,14 @@ def write_experiments() -> None:
         print(f"wrote {EXPERIMENTS / entry}.toml")
 
 
-def load(entry: str, rounds: int | None, generator: Path):
+def load(entry: str, rounds: int | None, generator: Path, per_class: int | None = None):
     path = EXPERIMENTS / f"{entry}.toml"
     raw = tomllib.loads(path.read_text())
     if rounds is not None:
         raw["experiment"]["rounds"] = rounds
+    if per_class is not None:  # a smaller federation (the smoke test's toy size)
+        raw["devices"]["classes"] = {c: per_class for c in CLASSES}
+        raw["devices"]["min_replies"] = per_class * len(CLASSES)
     if method_of(entry)[0] == "fedktl":
         raw["algorithm"]["params"]["generator_path"] = str(generator)
     return experiment_from_dict(raw, path)
@@ -172,10 +175,10 @@ def summarise(name: str, out: Path, summary: dict) -> dict:
     }
 
 
-def print_table(results: list[dict], rounds: int) -> None:
+def print_table(results: list[dict], rounds: int, clients: int) -> None:
     print()
     print(
-        f"# digits, Dirichlet 0.1, 20 clients, {rounds} rounds; "
+        f"# digits, Dirichlet 0.1, {clients} clients, {rounds} rounds; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print()
@@ -203,6 +206,12 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "bench-algorithms")
     parser.add_argument("--generator", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per method, seconds")
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        help="devices per class (default: the files' 5 each; the table then describes that fleet)",
+    )
     parser.add_argument("--write-experiments", action="store_true")
     args = parser.parse_args()
     if args.write_experiments:
@@ -221,12 +230,13 @@ def main() -> int:
         generator = results_root / "example-generator.pt"
         fedktl.save_generator(fedktl.example_generator(seed=0), generator)
     fleets = 0
+    classes = CLASSES if args.per_class is None else {c: args.per_class for c in CLASSES}
 
     def new_fleet() -> LocalFleet:
         nonlocal fleets
         fleets += 1
         fleet = LocalFleet(
-            expand_selection(CLASSES), run_root / f"fleet-logs-{fleets}", poll_seconds=POLL_SECONDS
+            expand_selection(classes), run_root / f"fleet-logs-{fleets}", poll_seconds=POLL_SECONDS
         )
         fleet.start()
         return fleet
@@ -235,7 +245,7 @@ def main() -> int:
     fleet = new_fleet()
     try:
         for name in names:
-            exp = load(name, args.rounds, generator.resolve())
+            exp = load(name, args.rounds, generator.resolve(), args.per_class)
             exp = replace(
                 exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
             )
@@ -262,7 +272,7 @@ def main() -> int:
                 fleet = new_fleet()
     finally:
         fleet.stop()
-    print_table(results, args.rounds or ROUNDS)
+    print_table(results, args.rounds or ROUNDS, sum(classes.values()))
     print(f"\nresults: {run_root}")
     return 0
 

@@ -12,89 +12,88 @@ Usage (from the repository root): python -m benchmarks.round_overhead [--nodes 4
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from flwr.cli.build import build_fab_from_disk
-from flwr.cli.typing import SuperLinkConnection
-from flwr.cli.utils import init_http_client_from_connection
-from flwr.common.serde import fab_to_proto, user_config_to_proto
-from flwr.proto.control_pb2 import StartRunRequest
-from flwr.supercore.fab import Fab
 
-from htfl.ports import free_port
-from htfl.workstation.local_fleet import flower_env, start_superlink, stop_process_group
+from htfl.flower_internals import (
+    Fab,
+    StartRunRequest,
+    SuperLinkConnection,
+    build_fab_from_files,
+    fab_to_proto,
+    init_http_client_from_connection,
+    user_config_to_proto,
+)
+from htfl.workstation.local_fleet import LocalFleet, expand_selection
 
 APP = Path(__file__).parent / "noop_app"
 
 
-def _start(argv, log, env):
-    return subprocess.Popen(
-        argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+@dataclass
+class StockFleet(LocalFleet):
+    """The local fleet with stock ``flower-supernode`` processes in place of htfl agents: the
+    same launcher, ports and clean-up (every node its own free port; Flower's detached
+    ``flwr-serverapp`` stopped with the rest)."""
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        if argv[1:4] == ["-m", "htfl", "agent"]:
+            port = next(d.exporter_port for d in self.devices if d.name == name)
+            argv = [
+                str(Path(sys.executable).parent / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                self.address,
+                "--port",  # its Runtime API, on the port the fleet chose for this node
+                str(port),
+            ]
+        return super()._spawn(name, argv, env)
+
+
+def noop_fab() -> Fab:
+    """The no-op app's FAB, from its files (as ``flwr build`` packs them)."""
+    files = {
+        str(f.relative_to(APP)): f.read_bytes()
+        for f in sorted(APP.rglob("*"))
+        if f.is_file() and "__pycache__" not in f.parts
+    }
+    fab_bytes, _ = build_fab_from_files(files)
+    return Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
 
 
 def run_side(
     kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05, settle: float = 8.0
 ) -> tuple[list[float], float]:
-    """Return per-round seconds and the peak RSS (MiB) of one idle agent."""
-    port = free_port()
-    env = flower_env(work / f"{kind}-home")
-    env["PYTHONPATH"] = f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    bin_dir = Path(sys.executable).parent
-    procs = [start_superlink(port, work / f"{kind}-sl.log", env)]
+    """Return per-round seconds and the peak RSS (MiB) of one idle node."""
+    # Flower's processes inherit this environment; the no-op app is imported from APP.
+    os.environ["PYTHONPATH"] = f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    fleet_type = StockFleet if kind == "stock" else LocalFleet
+    fleet = fleet_type(expand_selection({"orange-pi-5b": nodes}), work / kind, poll_seconds=poll)
     try:
-        for i in range(nodes):
-            if kind == "stock":
-                argv = [
-                    str(bin_dir / "flower-supernode"),
-                    "--insecure",
-                    "--superlink",
-                    f"127.0.0.1:{port}",
-                    "--port",
-                    str(free_port()),
-                ]
-            else:
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "htfl.cli",
-                    "agent",
-                    "--superlink",
-                    f"127.0.0.1:{port}",
-                    "--device-class",
-                    "orange-pi-5b",
-                    "--name",
-                    f"dev{i}",
-                    "--poll-interval",
-                    str(poll),
-                    "--torch-threads",
-                    "1",
-                ]
-            procs.append(_start(argv, work / f"{kind}-node{i}.log", env))
+        fleet.start()
         time.sleep(settle)  # idle RSS once every node has registered (and imported torch)
-        idle_rss = max(psutil.Process(p.pid).memory_info().rss for p in procs[1:]) / 2**20
+        nodes_rss = [
+            psutil.Process(p.pid).memory_info().rss
+            for name, p in fleet.procs.items()
+            if name != "superlink"
+        ]
         out = work / f"{kind}.json"
-        fab_bytes = build_fab_from_disk(APP)
-        import hashlib
-
-        fab = Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
         client = init_http_client_from_connection(
-            SuperLinkConnection(name="bench", address=f"127.0.0.1:{port}", insecure=True)
+            SuperLinkConnection(name="bench", address=fleet.address, insecure=True)
         )
         client.StartRun(
             StartRunRequest(
-                fab=fab_to_proto(fab),
+                fab=fab_to_proto(noop_fab()),
                 override_config=user_config_to_proto(
                     {"rounds": rounds, "nodes": nodes, "out": str(out), "fast": kind == "htfl"}
                 ),
@@ -103,17 +102,15 @@ def run_side(
         client.close()
         end = time.monotonic() + 60 + rounds * 15
         while not out.exists() and time.monotonic() < end:
-            time.sleep(0.5)
+            if report := fleet.exit_report():
+                raise RuntimeError(f"{kind}: {report}")
+            time.sleep(0.2)
         if not out.exists():
-            raise RuntimeError(f"{kind}: no result; see logs in {work}")
-        time.sleep(0.2)
-        return json.loads(out.read_text()), idle_rss
+            raise RuntimeError(f"{kind}: no result within the bound; see logs in {work / kind}")
+        time.sleep(0.2)  # the file is written in one call; let it close
+        return json.loads(out.read_text()), max(nodes_rss) / 2**20
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            stop_process_group(p, 15)
+        fleet.stop()
 
 
 def main() -> int:

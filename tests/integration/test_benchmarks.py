@@ -1,8 +1,11 @@
-"""The round-overhead benchmark at toy size (one node, one round per side), run as a user runs
-it: ``python -m benchmarks.round_overhead`` starts a real SuperLink, stock SuperNodes and htfl
-agents, and must print its closing ratio."""
+"""The benchmarks that start Flower processes, at toy size, run as a user runs them:
+``python -m benchmarks.round_overhead`` (one node, one round per side) starts a real SuperLink,
+stock SuperNodes and htfl agents, and must print its closing ratio; ``python -m
+benchmarks.algorithms`` runs one method for one round on a fleet of one device per class."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +20,15 @@ def test_round_overhead_benchmark_runs_at_toy_size() -> None:
     )
     assert "round_overhead_ratio=" in out, out[-2000:]
     assert out.count("\nstock ") == 1 and out.count("\nhtfl ") == 1, out[-2000:]
+
+
+def test_algorithms_benchmark_runs_at_toy_size(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "benchmarks.algorithms",
+        *("--methods", "fedavg", "--rounds", "1", "--per-class", "1"),
+        *("--results", str(tmp_path), "--timeout", "240"),
+        timeout=400,
+    )
+    assert "# digits, Dirichlet 0.1, 4 clients, 1 rounds" in out, out[-2000:]
+    (row,) = [line for line in out.splitlines() if line.startswith("| fedavg |")]
+    assert "failed" not in row and float(row.split("|")[2]) > 0, row
