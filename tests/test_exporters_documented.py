@@ -61,6 +61,7 @@ class FakeStream:
     device, source = "nano-01", "ina3221"
     latest = PowerSample(1.0, 5.0, 5.0, 1.0, "ina3221")
     energy_joules, samples_total, frame_errors, reconnects, gap_count = 12.0, 10, 0, 0, 0
+    scope, timeouts, bad_frames, stray_replies = "module", 0, 0, 0
 
 
 def power_text() -> str:

@@ -100,6 +100,8 @@ class ClientRuntime:
         self._observe("serialise", metrics["serialise_seconds"])
         if kind in (protocol.TRAIN, protocol.EVALUATE):
             self._add_energy(metrics, timing)
+            if self.instruments is not None:  # the meter's samples since the last reply
+                self.instruments.attach_trace(reply.content)
         reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
         # Payload bytes are counted by the SuperNode as it moves the message (flower_adapter).
         return reply
@@ -108,7 +110,13 @@ class ClientRuntime:
         """Energy of handling this message, and of the idle time before it, from the meter."""
         if self.instruments is None:
             return
-        busy = self.instruments.energy(timing.received_at, time.time(), "busy")
+        end = time.time()
+        # The intervals themselves (device clock), so that the server can price them with a
+        # meter it reads itself and anyone can recompute them from the raw traces.
+        metrics["busy_start"], metrics["busy_end"] = timing.received_at, end
+        if timing.idle_seconds > 0:
+            metrics["idle_start"] = timing.idle_started_at
+        busy = self.instruments.energy(timing.received_at, end, "busy")
         if busy is None:
             return
         metrics["energy_joules"] = busy.joules
@@ -134,6 +142,7 @@ class ClientRuntime:
             "htfl": htfl.__version__,
             "training_device": self.training_device,
             **accelerator.cuda_facts(),
+            **(self.instruments.meter_facts() if self.instruments is not None else {}),
         }
         return info, None, {"device_time": time.time()}
 

@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from flwr.app import Array, ArrayRecord, RecordDict
+
 from htfl.device.power.energy import IntervalEnergy, attribute
 from htfl.device.power.exporter import PowerCollector
 from htfl.device.power.meter import PowerSample
@@ -22,6 +25,12 @@ log = logging.getLogger(__name__)
 
 #: Samples kept for per-message energy (at 10 Hz, about 5.5 hours).
 SAMPLE_HISTORY = 200_000
+#: The reply record that carries the power samples taken since the previous reply.
+TRACE_RECORD = "power_trace"
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,50 @@ class DeviceInstruments:
         self.metrics_host = metrics_host
         self.telemetry = DeviceTelemetry(device, device_class, rate_hz=telemetry_rate_hz)
         self._samples: collections.deque[PowerSample] = collections.deque(maxlen=SAMPLE_HISTORY)
+        #: samples not yet sent to the server (bounded: a device that is never asked drops the
+        #: oldest, and the server's trace shows the hole)
+        self._unsent: collections.deque[PowerSample] = collections.deque(maxlen=SAMPLE_HISTORY)
         self.sampler = None
+        self.meter_scope = ""
         if meter:
             from htfl.device.power.config import MeterSpec, make_sampler
 
             spec = MeterSpec.from_mapping(meter, device)
-            self.sampler = make_sampler(spec, on_sample=self._samples.append)
-            self.telemetry.registry.register(PowerCollector([self.sampler]))
+            if spec.on_workstation:
+                log.info("%s: the meter is read by the workstation (htfl power hub)", device)
+            else:
+                self.meter_scope = spec.scope
+                self.sampler = make_sampler(spec, on_sample=self._on_sample)
+                self.telemetry.registry.register(PowerCollector([self.sampler]))
+
+    def _on_sample(self, sample: PowerSample) -> None:
+        self._samples.append(sample)
+        self._unsent.append(sample)
+
+    def meter_facts(self) -> dict[str, str]:
+        """What the server records about this device's own meter (``devices.json``)."""
+        if self.sampler is None:
+            return {}
+        return {"meter_source": self.sampler.source, "meter_scope": self.meter_scope}
+
+    def attach_trace(self, content: RecordDict) -> None:
+        """Add the samples taken since the last reply to ``content`` (``power_trace``).
+
+        One float64 row per sample: device-clock time, watts, volts, amps (NaN: not measured).
+        The server turns the times into its own clock and appends them to the run's traces.
+        """
+        if self.sampler is None:
+            return
+        rows = []
+        pop = self._unsent.popleft
+        try:
+            while True:
+                s = pop()
+                rows.append((s.t, s.watts, _nan(s.volts), _nan(s.amps)))
+        except IndexError:
+            pass
+        array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        content[TRACE_RECORD] = ArrayRecord({"samples": Array(array)})
 
     def start(self) -> None:
         """Start the meter and /metrics; a port already taken is a :class:`MetricsPortInUse`."""

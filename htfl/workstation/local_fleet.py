@@ -162,8 +162,8 @@ class LocalFleet:
                     "127.0.0.1",
                     "--metrics-port",
                     str(device.exporter_port),
-                    "--meter",
-                    json.dumps(device.meter),
+                    # no meter of its own: none, or one the workstation reads ([power])
+                    *(["--meter", json.dumps(device.meter)] if device.meter else []),
                     # each device its own data dir, unless HTFL_DATA_DIR names a shared one
                     "--data-dir",
                     env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),

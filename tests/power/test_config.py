@@ -98,8 +98,10 @@ def test_defaults_are_filled_in():
     assert spec.options["baudrate"] == 9600
     assert spec.interval == 0.2
     assert spec.source == "um25c"
+    assert spec.scope == "board" and spec.read_by == "device"
     assert spec.to_mapping() == {
         "driver": "um25c",
+        "scope": "board",
         "port": "/dev/rfcomm0",
         "baudrate": 9600,
         "timeout": 1.0,
@@ -110,8 +112,10 @@ def test_defaults_are_filled_in():
     )
     assert scpi.options["baudrate"] == 19200
     assert scpi.options["instrument"] == "wt310"
+    assert scpi.scope == "wall"
     ina = MeterSpec.from_mapping({"driver": "ina3221", "model": "orin nano"}, "o")
     assert ina.options["model"] == "jetson-orin-nano"
+    assert ina.scope == "module"
     with pytest.raises(TypeError):
         spec.options["port"] = "/dev/other"  # type: ignore[index]
 
@@ -214,7 +218,7 @@ def test_inventory_error_names_every_bad_host():
         "device 'nano-2': htfl_meter.timeout: expected a number > 0, got 0",
         "device 'opi-5': htfl_meter.port: missing (required by driver 'scpi')",
         "device 'pi-3': htfl_meter.driver: missing (one of: um24c, um25c, um34c, scpi, stream, "
-        "ina3221, rapl, termux, simulated)",
+        "ina3221, rapl, termux, simulated, shelly, tasmota)",
     ]
 
 
@@ -228,6 +232,8 @@ MINIMAL = {
     "rapl": {},
     "termux": {},
     "simulated": {"idle_watts": 1, "busy_watts": 2},
+    "shelly": {"url": "http://10.0.2.11"},
+    "tasmota": {"url": "http://10.0.2.12:8080"},
 }
 
 
@@ -242,3 +248,20 @@ def test_every_registered_driver_builds_its_meter_from_its_settings():
         assert isinstance(meter, driver.meter_class()) and isinstance(meter, Meter)
         assert spec.options == MeterSpec.from_mapping(spec.to_mapping(), "d").options
         assert (type(make_sampler(spec)) is SerialSampler) == driver.serial
+
+
+def test_scope_and_reader_are_declared_and_checked():
+    spec = MeterSpec.from_mapping(
+        {"driver": "um34c", "port": "/dev/rfcomm1", "scope": "wall", "read_by": "workstation"},
+        "nano-02",
+    )
+    assert (spec.scope, spec.read_by, spec.on_workstation) == ("wall", "workstation", True)
+    assert MeterSpec.from_mapping(spec.to_mapping(), "nano-02") == spec
+    with pytest.raises(MeterSpecError) as err:
+        MeterSpec.from_mapping(
+            {"driver": "rapl", "scope": "socket", "read_by": "laptop", "bogus": 1}, "panda-01"
+        )
+    text = str(err.value)
+    assert "device 'panda-01': htfl_meter.scope: expected one of wall, board" in text
+    assert "htfl_meter.read_by: expected one of device, workstation, got 'laptop'" in text
+    assert "htfl_meter.bogus" in text

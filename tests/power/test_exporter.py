@@ -34,19 +34,20 @@ def test_metric_names_types_labels_and_values():
     meter = ScriptedMeter(script, device="nano-01", source="um25c")
     meter.frame_errors = 3
     meter.reconnects = 2
-    sampler = Sampler(meter, interval=0.0)
+    meter.timeouts, meter.bad_frames, meter.stray_replies = 1, 1, 1
+    sampler = Sampler(meter, interval=0.0, scope="board")
     sampler.start()
     assert wait_for(lambda: meter.exhausted > 0)
     sampler.stop()
     sampler.gap_count = 5  # as if five gaps had been recorded
 
-    idle = Sampler(ScriptedMeter([], device="panda-01", source="rapl"))  # never sampled
+    idle = Sampler(ScriptedMeter([], device="panda-01", source="rapl"), scope="cpu-package")
 
     registry = CollectorRegistry()
     registry.register(PowerCollector([sampler, idle]))
     m = scrape(registry)
-    nano = (("device", "nano-01"), ("source", "um25c"))
-    panda = (("device", "panda-01"), ("source", "rapl"))
+    nano = (("device", "nano-01"), ("scope", "board"), ("source", "um25c"))
+    panda = (("device", "panda-01"), ("scope", "cpu-package"), ("source", "rapl"))
 
     assert m["htfl_power_watts"]["type"] == "gauge"
     assert m["htfl_power_watts"]["samples"] == {("htfl_power_watts", nano): 5.0}
@@ -59,6 +60,9 @@ def test_metric_names_types_labels_and_values():
         "htfl_power_reconnects": 2,
         "htfl_power_sample_gaps": 5,
         "htfl_power_samples": 4,
+        "htfl_power_timeouts": 1,
+        "htfl_power_bad_frames": 1,
+        "htfl_power_stray_replies": 1,
     }
     for family, value in expected.items():
         assert m[family]["type"] == "counter"
@@ -68,7 +72,8 @@ def test_metric_names_types_labels_and_values():
 
 def test_collector_reads_live_streams_and_serves_http():
     with UMEmulator("um25c", constant(5.0, 0.3)) as emu:
-        sampler = SerialSampler(UMMeter(emu.port, timeout=0.2, device="orin-01"), interval=0.005)
+        meter = UMMeter(emu.port, timeout=0.5, device="orin-01")
+        sampler = SerialSampler(meter, interval=0.005, scope="board")
         streams = [sampler]
         registry = CollectorRegistry()
         registry.register(PowerCollector(lambda: streams))  # streams looked up at scrape time
@@ -78,7 +83,7 @@ def test_collector_reads_live_streams_and_serves_http():
             m = scrape(registry)
         finally:
             sampler.stop()
-    labels = (("device", "orin-01"), ("source", "um25c"))
+    labels = (("device", "orin-01"), ("scope", "board"), ("source", "um25c"))
     assert m["htfl_power_watts"]["samples"][("htfl_power_watts", labels)] == pytest.approx(1.5)
     assert m["htfl_energy_joules"]["samples"][("htfl_energy_joules_total", labels)] > 0
 

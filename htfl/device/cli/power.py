@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TextIO
 
-from htfl.cli import add_group
+from htfl.cli import add_group, workstation_installed
 from htfl.device.power.meter import FrameError, Meter
 from htfl.device.power.spec_text import SYNTAX, checked_meter, meter_argument
 
@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     probe.add_argument("--no-serial", action="store_true", help="do not list serial ports")
     probe.set_defaults(func=cmd_probe)
+    if workstation_installed():  # hub and energy: the workstation's side of the group
+        from htfl.workstation.cli.power import register_actions
+
+        register_actions(actions)
 
 
 def _detect(root: str, out: TextIO, list_serial: bool) -> list[tuple[str, Meter]]:

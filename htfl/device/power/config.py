@@ -35,12 +35,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from htfl.device.power.drivers import DRIVERS
+from htfl.device.power.drivers import DRIVERS, SCOPES
 from htfl.device.power.meter import Meter
 from htfl.device.power.sampler import Sampler, SerialSampler
 from htfl.validation import build
 
 INVENTORY_VAR = "htfl_meter"
+#: Keys of an ``htfl_meter`` mapping that every driver takes (not part of its settings table):
+#: ``scope`` (what it measures, :data:`SCOPES`; default per driver) and ``read_by`` (``device``:
+#: the device's agent reads it; ``workstation``: ``htfl power hub`` on the workstation does).
+COMMON_KEYS = ("scope", "read_by")
+READERS = ("device", "workstation")
 SERIAL_DRIVERS = frozenset(name for name, d in DRIVERS.items() if d.serial)
 
 
@@ -83,6 +88,12 @@ class MeterSpec:
     device: str
     driver: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    scope: str = ""  # filled in by from_mapping: the driver's default unless declared
+    read_by: str = "device"
+
+    @property
+    def on_workstation(self) -> bool:
+        return self.read_by == "workstation"
 
     @property
     def interval(self) -> float:
@@ -107,22 +118,36 @@ class MeterSpec:
         driver = mapping["driver"].strip().lower()
         settings_cls = DRIVERS[driver].settings
         lines: list[str] = []
+        scope = mapping.get("scope", DRIVERS[driver].scope)
+        if scope not in SCOPES:
+            lines.append(f"scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
+        read_by = mapping.get("read_by", "device")
+        if read_by not in READERS:
+            lines.append(f"read_by: expected one of {', '.join(READERS)}, got {read_by!r}")
         settings = build(
             settings_cls,
-            {k: v for k, v in mapping.items() if k != "driver"},
+            {k: v for k, v in mapping.items() if k != "driver" and k not in COMMON_KEYS},
             "",
             lines,
             missing=f"missing (required by driver {driver!r})",
             unknown=f"unknown key for driver {driver!r}",
         )
-        if settings is None:
+        if settings is None or lines:
             raise MeterSpecError.collect([(device, *_split(line)) for line in lines])
         options = dataclasses.asdict(settings)
-        return cls(device=device, driver=driver, options=MappingProxyType(options))
+        return cls(
+            device=device,
+            driver=driver,
+            options=MappingProxyType(options),
+            scope=scope,
+            read_by=read_by,
+        )
 
     def to_mapping(self) -> dict[str, Any]:
         """The spec back as an inventory mapping (defaults included, ``None`` left out)."""
-        out: dict[str, Any] = {"driver": self.driver}
+        out: dict[str, Any] = {"driver": self.driver, "scope": self.scope}
+        if self.read_by != "device":
+            out["read_by"] = self.read_by
         for key, value in self.options.items():
             if value is not None:
                 out[key] = list(value) if isinstance(value, tuple) else value
@@ -151,6 +176,7 @@ def make_sampler(spec: MeterSpec, **kwargs: Any) -> Sampler:
     meter = open_meter(spec, open_now=False)
     cls = SerialSampler if spec.driver in SERIAL_DRIVERS else Sampler
     kwargs.setdefault("interval", spec.interval)
+    kwargs.setdefault("scope", spec.scope)
     return cls(meter, **kwargs)
 
 

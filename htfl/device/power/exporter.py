@@ -1,6 +1,8 @@
 """Prometheus metrics for power streams (a client_python custom collector).
 
-Exposed families, all labelled ``{device, source}``, base units:
+Exposed families, all labelled ``{device, source, scope}`` (``scope``: what the meter measures,
+``wall``/``board``/``module``/``cpu-package``/``battery``; only figures of the same scope compare),
+base units:
 
 * ``htfl_power_watts`` (gauge) - latest sample's power;
 * ``htfl_energy_joules_total`` (counter) - energy integrated by the sampler since it started
@@ -9,7 +11,10 @@ Exposed families, all labelled ``{device, source}``, base units:
 * ``htfl_power_frame_errors_total`` (counter) - unusable replies (garbage, short frames,
   timeouts, bad values);
 * ``htfl_power_reconnects_total`` (counter) - successful reopenings after the link was lost;
-* ``htfl_power_sample_gaps_total`` (counter) - gaps recorded (disconnects, missed samples).
+* ``htfl_power_sample_gaps_total`` (counter) - gaps recorded (disconnects, missed samples);
+* ``htfl_power_timeouts_total``, ``htfl_power_bad_frames_total``,
+  ``htfl_power_stray_replies_total`` (counters) - the frame errors broken down: no reply in time,
+  a complete but invalid reply (asked again at once), input nobody asked for (discarded).
 
 Use it as ``registry.register(PowerCollector(samplers))`` or :func:`serve`.
 """
@@ -24,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from htfl.device.power.meter import PowerSample
 
-LABELS = ("device", "source")
+LABELS = ("device", "source", "scope")
 
 
 class PowerStream(Protocol):
@@ -49,6 +54,14 @@ class PowerStream(Protocol):
     def reconnects(self) -> int: ...
     @property
     def gap_count(self) -> int: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def timeouts(self) -> int: ...
+    @property
+    def bad_frames(self) -> int: ...
+    @property
+    def stray_replies(self) -> int: ...
 
 
 class PowerCollector:
@@ -90,6 +103,21 @@ class PowerCollector:
                 "Gaps in a power sample stream (disconnects, missed samples).",
                 labels=LABELS,
             ),
+            "timeouts": CounterMetricFamily(
+                "htfl_power_timeouts",
+                "Meter requests that got no complete reply in time.",
+                labels=LABELS,
+            ),
+            "bad_frames": CounterMetricFamily(
+                "htfl_power_bad_frames",
+                "Complete meter replies that failed validation (checksum, marker, fields).",
+                labels=LABELS,
+            ),
+            "stray_replies": CounterMetricFamily(
+                "htfl_power_stray_replies",
+                "Meter input nobody asked for (late replies, unsolicited bytes), discarded.",
+                labels=LABELS,
+            ),
         }
 
     def describe(self) -> Iterator[Metric]:
@@ -98,7 +126,7 @@ class PowerCollector:
     def collect(self) -> Iterator[Metric]:
         fam = self._families()
         for s in self._current():
-            labels = [s.device, s.source]
+            labels = [s.device, s.source, s.scope]
             latest = s.latest
             if latest is not None:
                 fam["watts"].add_metric(labels, latest.watts)
@@ -107,6 +135,9 @@ class PowerCollector:
             fam["frame_errors"].add_metric(labels, s.frame_errors)
             fam["reconnects"].add_metric(labels, s.reconnects)
             fam["gaps"].add_metric(labels, s.gap_count)
+            fam["timeouts"].add_metric(labels, s.timeouts)
+            fam["bad_frames"].add_metric(labels, s.bad_frames)
+            fam["stray_replies"].add_metric(labels, s.stray_replies)
         yield from fam.values()
 
 

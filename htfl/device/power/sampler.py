@@ -62,9 +62,12 @@ class Sampler(threading.Thread):
         gap_factor: float = DEFAULT_GAP_FACTOR,
         max_gaps: int = 1000,
         name: str | None = None,
+        scope: str = "",
     ):
         super().__init__(name=name or f"sampler:{meter.device or meter.source}", daemon=True)
         self.meter = meter
+        #: What the meter measures (``wall``, ``board``, ...; see ``htfl.device.power.config``).
+        self.scope = scope
         self.interval = float(interval)
         self.on_sample = on_sample
         self.backoff_initial = backoff_initial
@@ -112,6 +115,18 @@ class Sampler(threading.Thread):
     @property
     def reconnects(self) -> int:
         return self.meter.reconnects
+
+    @property
+    def timeouts(self) -> int:
+        return self.meter.timeouts
+
+    @property
+    def bad_frames(self) -> int:
+        return self.meter.bad_frames
+
+    @property
+    def stray_replies(self) -> int:
+        return self.meter.stray_replies
 
     @property
     def connected(self) -> bool:

@@ -183,6 +183,23 @@ class RaplSettings:
     source: NonEmpty | None = None
 
 
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value.strip()):
+        raise fail(f"expected the plug's address as http://HOST[:PORT], got {value!r}")
+    return value.strip().rstrip("/")
+
+
+@table
+class PlugSettings:
+    """Smart plugs with a local HTTP API (Shelly Gen2+ RPC, Tasmota); read by the workstation."""
+
+    url: Annotated[str, PlainValidator(_http_url)]
+    channel: Annotated[LaxInt, at_least(0)] = 0
+    timeout: Positive = 2.0
+    interval: Seconds = 1.0
+    source: NonEmpty | None = None
+
+
 @table
 class TermuxSettings:
     interval: Seconds = 2.0

@@ -238,6 +238,14 @@ class TelemetrySection:
     server_metrics_host: Text = "127.0.0.1"
 
 
+@table
+class PowerSection:
+    """Meters the workstation reads itself: an inventory whose ``htfl_meter`` mappings say
+    ``read_by: workstation`` (docs/power.md); empty: only the devices' own meters."""
+
+    inventory: Text = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     source: str
@@ -250,6 +258,7 @@ class Experiment:
     models: ModelsSection
     superlink: SuperLinkSection
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    power: PowerSection = field(default_factory=PowerSection)
 
     @property
     def id(self) -> str:
@@ -277,6 +286,7 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
     "models": (ModelsSection, False),
     "superlink": (SuperLinkSection, False),
     "telemetry": (TelemetrySection, False),
+    "power": (PowerSection, False),
 }
 
 

@@ -18,6 +18,8 @@ from flwr.serverapp import Grid, ServerApp
 from htfl import flower_adapter
 from htfl.workstation.config.experiment import experiment_from_dict
 from htfl.workstation.datasets.delivery import start_shard_delivery
+from htfl.workstation.power import rounds as power_rounds
+from htfl.workstation.power.rounds import RunPower
 from htfl.workstation.server import checkpoint, selection
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import SUMMARY_FILE, ResultsStore, code_version
@@ -41,6 +43,7 @@ def main(grid: Grid, context: Context) -> None:
         summary["resumed_after_round"] = resume.round
     metrics: ServerMetrics | None = None
     shard_server = None
+    power: RunPower | None = None
     loop: RoundLoop | None = None
     try:
         experiment = experiment_from_dict(raw, str(context.run_config.get("htfl-source", "")))
@@ -72,6 +75,13 @@ def main(grid: Grid, context: Context) -> None:
             if resume is None
             else selection.reselect(devices, resume.selection)
         )
+        # raw traces, and the meters the workstation reads for these devices ([power])
+        power = power_rounds.for_run(
+            experiment.power.inventory,
+            experiment.source,
+            results.dir,
+            [p.device.name for p in participants],
+        )
         results.write_json(
             "devices.json",
             [
@@ -82,6 +92,7 @@ def main(grid: Grid, context: Context) -> None:
                     "client_index": p.client_index,
                     "arch": p.arch,
                     "clock_offset_seconds": p.device.clock_offset_seconds,
+                    "power_scope": power.scope_of(p.device),
                     **{f"info_{k}": v for k, v in p.device.info.items()},
                 }
                 for p in participants
@@ -90,6 +101,7 @@ def main(grid: Grid, context: Context) -> None:
         results.progress(event="setup", devices=len(participants))
         metrics.participants(participants)
         loop = RoundLoop(grid, experiment, participants, results, metrics, resume)
+        loop.power = power
         loop.setup()
         summary.update(loop.run())
         summary["status"] = "finished"
@@ -102,6 +114,8 @@ def main(grid: Grid, context: Context) -> None:
     finally:
         if metrics is not None:
             metrics.close()
+        if power is not None:
+            power.close()
         if shard_server is not None:
             shard_server.close()
         summary["finished"] = time.time()

@@ -56,6 +56,15 @@ class ClientRoundRow:
     num_test: int | None = None
     round_started: float | None = None
     error: str = ""
+    #: which meter priced energy_joules, and what it measures (wall, board, module,
+    #: cpu-package, battery): compare energy only between rows of the same scope
+    energy_meter: str = ""
+    energy_scope: str = ""
+    #: the intervals priced, server clock, "start:end;..." (train, evaluate) and the idle one
+    #: before the train message: htfl power energy recomputes the energy from the traces
+    energy_spans: str = ""
+    idle_span: str = ""
+    power_trace_bytes: int | None = None  # power samples the replies carried (in bytes_up)
 
 
 ROW_FIELDS = [f.name for f in fields(ClientRoundRow)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -20,6 +21,9 @@ from htfl.workstation.server.exchange import Exchange, exchange
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import ClientRoundRow, ResultsStore
 from htfl.workstation.server.selection import Participant
+
+if TYPE_CHECKING:
+    from htfl.workstation.power.rounds import RunPower
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,9 @@ def _message(
 
 
 class RoundLoop:
+    #: the run's power traces and workstation-read meters (the ServerApp sets it)
+    power: RunPower | None = None
+
     def __init__(
         self,
         grid: Grid,
@@ -278,6 +285,8 @@ class RoundLoop:
             if rnd % exp.experiment.eval_every == 0 or rnd == exp.experiment.rounds:
                 self._evaluate_round(rows, server.global_payload())
             self._collect_late(rows, late)
+            if self.power is not None:  # energy from the meters the workstation reads
+                self.power.price_rows(rows)
             self.results.add_rows(rows)
             accuracy = self.accuracy.record(
                 (r.device, r.test_accuracy, r.num_test) for r in rows
@@ -335,6 +344,8 @@ class RoundLoop:
                 m = protocol.read_metrics(reply)
                 row.round_trip_seconds = ex.received_at[node] - ex.sent_at
                 row.bytes_up = ex.bytes_received.get(node)
+                if self.power is not None:  # energy intervals; samples to the trace
+                    self.power.absorb(row, reply, p.device, train=True)
                 for key in _DEVICE_FIGURES:
                     if key in m:
                         setattr(row, key, m[key])
@@ -435,6 +446,8 @@ class RoundLoop:
                 continue
             m = protocol.read_metrics(reply)
             row.eval_bytes_up = ex.bytes_received.get(row.node_id)
+            if self.power is not None:
+                self.power.absorb(row, reply, self.by_node[row.node_id].device, train=False)
             row.test_accuracy = m.get("test_accuracy")
             row.test_loss = m.get("test_loss")
             row.evaluate_seconds = m.get("evaluate_seconds")

@@ -7,6 +7,7 @@
 * :mod:`~htfl.device.power.drivers.rapl` - Intel RAPL package energy (powercap sysfs; CPU only)
 * :mod:`~htfl.device.power.drivers.termux` - Android battery via Termux:API or sysfs
 * :mod:`~htfl.device.power.drivers.simulated` - a CPU-utilisation power model
+* :mod:`~htfl.device.power.drivers.plug` - smart plugs over their local HTTP API (Shelly, Tasmota)
 
 The registry is the same idiom as the method registry (``htfl.algorithms.METHODS``): a driver
 name (``htfl_meter.driver``) maps to its settings table (the keys it takes, see
@@ -53,11 +54,17 @@ class Driver:
     meter: str  # "module:Class", imported by :meth:`meter_class`
     serial: bool = False  # read over a serial link (one reader thread per port)
     arguments: Arguments = _same_names
+    #: What the meter measures unless the inventory says otherwise (see ``SCOPES``).
+    scope: str = "board"
 
     def meter_class(self) -> type:
         module, _, cls = self.meter.partition(":")
         return getattr(importlib.import_module(module), cls)
 
+
+#: What a meter can measure, widest first: the wall socket (the supply's losses included), the
+#: board at its DC input, the SoM/module rail, the CPU package only, a phone's battery.
+SCOPES = ("wall", "board", "module", "cpu-package", "battery")
 
 _P = "htfl.device.power.drivers."
 DRIVERS: dict[str, Driver] = {
@@ -66,11 +73,13 @@ DRIVERS: dict[str, Driver] = {
         Driver("um24c", s.UMSettings, _P + "um:UMMeter", serial=True, arguments=_um),
         Driver("um25c", s.UMSettings, _P + "um:UMMeter", serial=True, arguments=_um),
         Driver("um34c", s.UMSettings, _P + "um:UMMeter", serial=True, arguments=_um),
-        Driver("scpi", s.ScpiSettings, _P + "scpi:ScpiMeter", serial=True, arguments=_scpi),
+        Driver("scpi", s.ScpiSettings, _P + "scpi:ScpiMeter", True, _scpi, scope="wall"),
         Driver("stream", s.StreamSettings, _P + "stream:StreamMeter", serial=True),
-        Driver("ina3221", s.Ina3221Settings, _P + "ina3221:Ina3221Meter"),
-        Driver("rapl", s.RaplSettings, _P + "rapl:RaplMeter"),
-        Driver("termux", s.TermuxSettings, _P + "termux:TermuxMeter"),
+        Driver("ina3221", s.Ina3221Settings, _P + "ina3221:Ina3221Meter", scope="module"),
+        Driver("rapl", s.RaplSettings, _P + "rapl:RaplMeter", scope="cpu-package"),
+        Driver("termux", s.TermuxSettings, _P + "termux:TermuxMeter", scope="battery"),
         Driver("simulated", s.SimulatedSettings, _P + "simulated:SimulatedMeter"),
+        Driver("shelly", s.PlugSettings, _P + "plug:ShellyMeter", scope="wall"),
+        Driver("tasmota", s.PlugSettings, _P + "plug:TasmotaMeter", scope="wall"),
     )
 }
