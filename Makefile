@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+# The quickstart on a local fleet, then its report (htfl report prints the page's path).
 demo: setup
 	$(BIN)/htfl run experiments/quickstart.toml --local-fleet 4
+	$(BIN)/htfl report results/quickstart
 
 # Unit tests: no Flower processes, no root, no benchmark runs, not the deploy tree's tests.
 FAST_TESTS := -m "not integration and not root and not benchmark" --ignore=tests/deploy
