@@ -15,9 +15,11 @@ class SimulationProfile:
     relative_speed: float  # training throughput relative to a LattePanda Delta 3 core
     memory_mb: int
     link_mbit_s: float
-    link_latency_ms: float
+    link_latency_ms: float  # one way, device -> SuperLink
     idle_watts: float
     busy_watts: float
+    link_jitter_ms: float = 0.0  # spread of the one-way latency (uniform within +- jitter)
+    link_loss: float = 0.0  # fraction of TCP segments lost (each costs a retransmission wait)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
             "aarch64",
             "termux",
             "cnn4",
-            SimulationProfile(0.8, 8192, 100, 20.0, 0.5, 5.0),
+            # over Wi-Fi: latency, jitter and loss of a phone on the lab's access point
+            SimulationProfile(0.8, 8192, 100, 20.0, 0.5, 5.0, link_jitter_ms=5.0, link_loss=0.001),
         ),
     )
 }

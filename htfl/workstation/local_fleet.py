@@ -22,6 +22,7 @@ import psutil
 
 from htfl.devices import device_class
 from htfl.ports import free_port, free_ports, wait_for_port
+from htfl.workstation.fleet.emulation import EMULATION_FILE, Emulation
 from htfl.workstation.inventory import Host, write_local_inventory
 
 
@@ -111,6 +112,8 @@ class LocalFleet:
     torch_threads: int = 1
     #: seconds between an agent's SuperLink polls while active (None: the agent's default)
     poll_seconds: float | None = None
+    #: class profiles applied to the agents (cgroups, link relays); None: not applied
+    emulation: Emulation | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: what Flower detached (flwr-serverapp, in a session of its own), noted while its parent
     #: lived: once the SuperLink dies it is re-parented and no longer found below it
@@ -142,36 +145,60 @@ class LocalFleet:
         self.procs["superlink"] = start_superlink(
             self.port, self.log_dir / "superlink.log", env, timeout
         )
+        self._start_emulation(env, timeout)
         for device in self.devices:
             self._spawn(
                 device.name,
-                [
-                    sys.executable,
-                    "-m",
-                    "htfl",
-                    "agent",
-                    "--superlink",
-                    self.address,
-                    "--device-class",
-                    device.device_class,
-                    "--name",
+                self._limited(
                     device.name,
-                    "--torch-threads",
-                    str(self.torch_threads),
-                    "--metrics-host",
-                    "127.0.0.1",
-                    "--metrics-port",
-                    str(device.exporter_port),
-                    # no meter of its own: none, or one the workstation reads ([power])
-                    *(["--meter", json.dumps(device.meter)] if device.meter else []),
-                    # each device its own data dir, unless HTFL_DATA_DIR names a shared one
-                    "--data-dir",
-                    env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),
-                    *(["--poll-interval", str(self.poll_seconds)] if self.poll_seconds else []),
-                ],
+                    [
+                        sys.executable,
+                        "-m",
+                        "htfl",
+                        "agent",
+                        "--superlink",
+                        self._dial(device.name),
+                        "--device-class",
+                        device.device_class,
+                        "--name",
+                        device.name,
+                        "--torch-threads",
+                        str(self.torch_threads),
+                        "--metrics-host",
+                        "127.0.0.1",
+                        "--metrics-port",
+                        str(device.exporter_port),
+                        # no meter of its own: none, or one the workstation reads ([power])
+                        *(["--meter", json.dumps(device.meter)] if device.meter else []),
+                        # each device its own data dir, unless HTFL_DATA_DIR names a shared one
+                        "--data-dir",
+                        env.get("HTFL_DATA_DIR") or str(self.log_dir / device.name / "data"),
+                        *(["--poll-interval", str(self.poll_seconds)] if self.poll_seconds else []),
+                    ],
+                ),
                 env,
             )
         write_local_inventory(self.inventory_path, self.devices, self.address)
+
+    def _start_emulation(self, env: dict[str, str], timeout: float) -> None:
+        """Each device's cgroup, and the relay that shapes its link (``self.procs["relay"]``)."""
+        if self.emulation is None:
+            return
+        self.emulation.prepare()
+        (self.log_dir / EMULATION_FILE).write_text(json.dumps(self.emulation.record(), indent=2))
+        argv = self.emulation.relay_argv(self.address, self.log_dir)
+        if argv is not None:
+            proc = self._spawn("relay", argv, env)
+            for port in self.emulation.relay_ports.values():
+                wait_for_port(port, timeout, proc, self.log_dir / "relay.log", what="link relay")
+
+    def _dial(self, name: str) -> str:
+        """The SuperLink address device ``name`` dials (its link relay, when shaped)."""
+        return self.emulation.superlink_for(name, self.address) if self.emulation else self.address
+
+    def _limited(self, name: str, argv: list[str]) -> list[str]:
+        """``argv`` run inside device ``name``'s cgroup, when it has one."""
+        return self.emulation.wrap(name, argv) if self.emulation else argv
 
     @property
     def inventory_path(self) -> Path:
@@ -196,7 +223,8 @@ class LocalFleet:
         for name in names:
             log = self.log_dir / f"{name}.log"
             tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-            out.append(f"--- {log}\n" + "\n".join(tail))
+            cause = self.emulation.exit_cause(name) if self.emulation else None
+            out.append(f"--- {log}\n" + (f"{cause}\n" if cause else "") + "\n".join(tail))
         return "\n".join(out)
 
     def exit_report(self) -> str:
@@ -242,6 +270,8 @@ class LocalFleet:
         # the agents were slow to stop. (Stopped before the SuperLink, it waits on it instead.)
         _terminate(descendants, timeout)
         self.procs.clear()
+        if self.emulation is not None:
+            self.emulation.stop()  # the cgroups, now that their processes are gone
         self.detached.clear()
 
     def __enter__(self) -> LocalFleet:

@@ -1,0 +1,149 @@
+"""A local fleet's devices held to their class profiles: cgroups and link relays.
+
+The processes engine (``htfl run --local-fleet N``, ``htfl.workstation.local_fleet``) hands
+each agent to :class:`Emulation`: its command runs inside its own cgroup (CPU quota,
+memory cap; :mod:`htfl.workstation.fleet.cgroups`), and it reaches the SuperLink through its own
+relay port (bandwidth, latency, jitter, loss; :mod:`htfl.workstation.fleet.relay`). Without
+root (or on a host without usable cgroups) the CPU and memory limits are not applied, and the
+record says so and why: a figure from such a run describes the workstation, not the class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from htfl.ports import free_ports
+from htfl.workstation.fleet.cgroups import ROOT, CgroupError, CgroupTree, DeviceCgroup
+from htfl.workstation.fleet.profiles import CPU_PERIOD_US, FleetPlan, plan_fleet
+
+log = logging.getLogger(__name__)
+
+EMULATION_FILE = "emulation.json"
+RELAY_GROUP = "link-relay"  # the relay's cgroup, beside the devices' (named <class>-NN)
+
+
+@dataclass
+class Emulation:
+    plan: FleetPlan
+    #: link shaping by the relay (False: agents reach the SuperLink directly, unshaped)
+    shape_links: bool = True
+    cgroup_root: Path | None = None
+    tree: CgroupTree | None = None
+    groups: dict[str, DeviceCgroup] = field(default_factory=dict)
+    relay_ports: dict[str, int] = field(default_factory=dict)
+    #: per mechanism, how it was applied or why it was not
+    applied: dict[str, str] = field(default_factory=dict)
+
+    def prepare(self) -> None:
+        """Make every device's cgroup (or record why not) and choose its relay port."""
+        try:
+            self.tree = CgroupTree(root=self.cgroup_root or ROOT)
+        except CgroupError as err:
+            log.warning("device CPU and memory limits not applied: %s", err)
+            self.applied["cpu"] = self.applied["memory"] = f"not applied: {err}"
+        else:
+            for d in self.plan.devices:
+                self.groups[d.name] = self.tree.add(
+                    d.name, d.cpu_quota_us, CPU_PERIOD_US, d.memory_bytes
+                )
+            how = f"cgroup {self.tree.version}"
+            self.applied["cpu"] = self.applied["memory"] = how
+        if self.shape_links:
+            ports = free_ports(len(self.plan.devices))
+            self.relay_ports = {d.name: p for d, p in zip(self.plan.devices, ports, strict=True)}
+            self.applied["link"] = "relay (htfl.workstation.fleet.relay)"
+        else:
+            self.applied["link"] = "not applied: link shaping turned off"
+
+    def relay_argv(self, superlink: str, log_dir: Path, seed: int = 0) -> list[str] | None:
+        """The relay process's command (None when links are not shaped); writes its spec."""
+        if not self.relay_ports:
+            return None
+        spec = {
+            "upstream": superlink,
+            "seed": seed,
+            "devices": [
+                {"name": d.name, "port": self.relay_ports[d.name], "link": asdict(d.link)}
+                for d in self.plan.devices
+            ],
+        }
+        path = log_dir / "relay.json"
+        path.write_text(json.dumps(spec, indent=2))
+        argv = [sys.executable, "-m", "htfl.workstation.fleet.relay", str(path)]
+        if self.tree is not None:  # the network must not wait for a busy host's CPU
+            return self.tree.add_service(RELAY_GROUP).wrap(argv)
+        return argv
+
+    def superlink_for(self, name: str, superlink: str) -> str:
+        """The address device ``name`` dials: its relay port, or the SuperLink itself."""
+        port = self.relay_ports.get(name)
+        return f"127.0.0.1:{port}" if port else superlink
+
+    def wrap(self, name: str, argv: list[str]) -> list[str]:
+        group = self.groups.get(name)
+        return group.wrap(argv) if group else argv
+
+    def exit_cause(self, name: str) -> str | None:
+        """Why device ``name`` died, when its limits killed it (the OOM killer); else None."""
+        group = self.groups.get(name)
+        if group is None or group.oom_kills() == 0:
+            return None
+        d = self.plan.device(name)
+        return (
+            f"{name}: killed by the kernel's OOM killer: it exceeded its memory cap of "
+            f"{d.memory_bytes / 2**20:.0f} MiB (device class {d.device_class})"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The fleet's emulation as the results keep it (``emulation.json``, and merged into
+        ``devices.json`` and ``summary.json`` by :func:`record_in_results`)."""
+        return {
+            "time_dilation": self.plan.time_dilation,
+            "host_cores": self.plan.host_cores,
+            "applied": dict(self.applied),
+            "devices": {d.name: self.plan.record(d.name, self.applied) for d in self.plan.devices},
+        }
+
+    def stop(self) -> None:
+        """Remove the cgroups (the fleet's processes have exited by now)."""
+        if self.tree is not None:
+            self.tree.remove()
+
+
+def local_emulation(classes: dict[str, int], count: int) -> Emulation:
+    """The emulation of ``htfl run --local-fleet``: the class profiles of the devices it will
+    start, on this host; :class:`~htfl.workstation.fleet.profiles.ProfileError` names a device
+    whose quota this host cannot give."""
+    from htfl.workstation.local_fleet import expand_selection
+
+    hosts = expand_selection(classes, count)
+    return Emulation(plan_fleet([(h.name, h.device_class) for h in hosts]))
+
+
+def record_in_results(results_dir: Path, emulation: Emulation) -> None:
+    """Write ``emulation.json``, and add the time dilation to ``summary.json`` and each device's
+    limits to its ``devices.json`` row, where the ServerApp wrote them."""
+    from htfl.workstation.server.results import SUMMARY_FILE, write_json
+
+    if not results_dir.is_dir():
+        return
+    record = emulation.record()
+    write_json(results_dir / EMULATION_FILE, record)
+    summary_path = results_dir / SUMMARY_FILE
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        summary["time_dilation"] = record["time_dilation"]
+        summary["emulation"] = {k: record[k] for k in ("time_dilation", "host_cores", "applied")}
+        write_json(summary_path, summary)
+    devices_path = results_dir / "devices.json"
+    if devices_path.exists():
+        rows = json.loads(devices_path.read_text())
+        for row in rows:
+            if (limits := record["devices"].get(row.get("device"))) is not None:
+                row["emulation"] = limits
+        write_json(devices_path, rows)

@@ -1,0 +1,232 @@
+"""A shaped link per simulated device: a TCP relay in front of the SuperLink.
+
+The test machines' kernel has no ``netem`` qdisc (``tc`` has tbf and htb only), so latency and
+loss cannot come from the kernel there; this relay gives each device its own port that forwards
+to the SuperLink through a line with the device's bandwidth, one-way latency, jitter and loss,
+in each direction. (Where the kernel has netem, containers use it instead: see
+``htfl.workstation.fleet.netem``.)
+
+The line, per device and direction (shared by the device's connections, as a real link is):
+
+* **bandwidth**: data occupies the line for ``size * 8 / bandwidth`` seconds after what went
+  before it, so a 1 MB upload takes size/bandwidth;
+* **latency and jitter**: data arrives ``latency + U(-jitter, +jitter)`` after it left the
+  line, never before the data ahead of it (TCP delivers in order, so a late segment holds
+  back the ones behind it, as it does in the kernel);
+* **loss**: TCP on a lossy link loses no bytes, it loses time. Each TCP segment (1448 bytes,
+  Ethernet's MSS with timestamps) is lost with the configured probability, and what it was
+  sent with arrives one retransmission timeout later,
+  ``max(200 ms, RTT + 4 * jitter)`` (Linux's minimum RTO and RFC 6298's estimate), holding back
+  what follows it. That is the cost of a tail loss or a loss in a small message, which is most
+  of Flower's traffic; in the middle of a bulk transfer the kernel's fast retransmit would
+  recover in about one RTT, so for large payloads this errs on the slow side.
+
+The relay reads as fast as its bounded queue lets it, so a sender that outruns the line is
+held back by TCP's own flow control, not by an unbounded buffer here.
+
+Run as ``python -m htfl.workstation.fleet.relay SPEC.json`` (the local fleet does); the spec
+names the upstream and, per device, a listen port and its link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from htfl.workstation.fleet.profiles import LinkShape
+
+MSS = 1448
+MIN_RTO_S = 0.2
+CHUNK = 262_144
+QUEUE_CHUNKS = 16  # at most 4 MiB held per direction: a faster sender waits on TCP
+
+log = logging.getLogger("htfl.relay")
+
+
+def retransmission_timeout(link: LinkShape) -> float:
+    return max(MIN_RTO_S, 2 * link.latency_s + 4 * link.jitter_s)
+
+
+@dataclass
+class Line:
+    """One direction of one device's link: when the line is next free, what was lost."""
+
+    link: LinkShape
+    rng: random.Random
+    busy_until: float = 0.0
+    last_arrival: float = 0.0
+    segments: int = 0
+    lost: int = 0
+    bytes: int = 0
+
+    def arrival(self, now: float, size: int) -> float:
+        """When a chunk of ``size`` bytes handed to the line at ``now`` reaches the far end.
+
+        A chunk is what one read returned (up to 64 KiB): its segments are sent back to back,
+        so it is delayed as a whole, by one retransmission timeout if any of them was lost
+        (losses in one window are recovered together)."""
+        link = self.link
+        self.busy_until = max(self.busy_until, now) + size * 8 / link.bandwidth_bit_s
+        delay = link.latency_s
+        if link.jitter_s:
+            delay = max(0.0, delay + self.rng.uniform(-link.jitter_s, link.jitter_s))
+        segments = -(-size // MSS)
+        self.segments += segments
+        self.bytes += size
+        if link.loss:
+            lost = sum(self.rng.random() < link.loss for _ in range(segments))
+            if lost:
+                self.lost += lost
+                delay += retransmission_timeout(link)
+        self.last_arrival = max(self.last_arrival, self.busy_until + delay)
+        return self.last_arrival
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: Line) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(QUEUE_CHUNKS)
+
+    async def feed() -> None:
+        try:
+            while data := await reader.read(CHUNK):
+                await queue.put((line.arrival(loop.time(), len(data)), data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            await queue.put(None)
+
+    async def deliver() -> None:
+        held: tuple[float, bytes] | None = None
+        while True:
+            item = held or await queue.get()
+            held = None
+            if item is None:
+                break
+            due, segment = item
+            if (wait := due - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            batch = [segment]
+            while not queue.empty():  # everything already due goes out in one write
+                nxt = queue.get_nowait()
+                if nxt is None or nxt[0] > loop.time():
+                    held = nxt
+                    break
+                batch.append(nxt[1])
+            writer.write(b"".join(batch))
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            if writer.can_write_eof():
+                writer.write_eof()
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        await deliver()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await feeder
+
+
+@dataclass
+class DeviceRelay:
+    """One device's port: every connection to it is relayed to ``upstream`` over its lines."""
+
+    name: str
+    port: int
+    upstream: tuple[str, int]
+    link: LinkShape
+    seed: int = 0
+    host: str = "127.0.0.1"
+    up: Line = field(init=False)
+    down: Line = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.up = Line(self.link, random.Random(f"{self.seed}:{self.name}:up"))
+        self.down = Line(self.link, random.Random(f"{self.seed}:{self.name}:down"))
+
+    async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.upstream)
+        except OSError as err:
+            log.warning("%s: cannot reach the SuperLink at %s: %s", self.name, self.upstream, err)
+            client_w.close()
+            return
+        try:
+            await asyncio.gather(
+                _pump(client_r, server_w, self.up), _pump(server_r, client_w, self.down)
+            )
+        finally:
+            for w in (server_w, client_w):
+                w.close()
+                with contextlib.suppress(Exception):
+                    await w.wait_closed()
+
+    async def start(self) -> asyncio.Server:
+        return await asyncio.start_server(self.handle, self.host, self.port)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "up_bytes": self.up.bytes,
+            "up_segments": self.up.segments,
+            "up_lost": self.up.lost,
+            "down_bytes": self.down.bytes,
+            "down_segments": self.down.segments,
+            "down_lost": self.down.lost,
+        }
+
+
+def relays_from_spec(spec: dict) -> list[DeviceRelay]:
+    host, _, port = str(spec["upstream"]).rpartition(":")
+    return [
+        DeviceRelay(
+            d["name"],
+            int(d["port"]),
+            (host, int(port)),
+            LinkShape(**d["link"]),
+            spec.get("seed", 0),
+        )
+        for d in spec["devices"]
+    ]
+
+
+async def serve(relays: list[DeviceRelay], stop: asyncio.Event) -> None:
+    servers = [await r.start() for r in relays]
+    log.info("relaying %d devices", len(relays))
+    try:
+        await stop.wait()
+    finally:
+        for s in servers:
+            s.close()
+        for r in relays:
+            log.info("%s: %s", r.name, json.dumps(r.counters()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", type=Path, help="JSON: upstream, seed, devices[name, port, link]")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    relays = relays_from_spec(json.loads(args.spec.read_text()))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(relays, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

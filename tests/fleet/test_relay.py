@@ -1,0 +1,117 @@
+"""The link relay: data paced to the bandwidth, delayed by the latency, in order, and a lost
+segment paid for with a retransmission timeout. Real sockets on loopback, in one event loop.
+
+Only lower bounds are asserted on durations (shaping can never make a transfer faster, while a
+busy host can make it slower); the figures against their goals are benchmarks/emulation.py's."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from htfl.ports import free_port
+from htfl.workstation.fleet.profiles import LinkShape
+from htfl.workstation.fleet.relay import MIN_RTO_S, DeviceRelay, Line, relays_from_spec
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _through_relay(link: LinkShape, job):
+    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    relay = DeviceRelay("dev", free_port(), ("127.0.0.1", server.sockets[0].getsockname()[1]), link)
+    relay_server = await relay.start()
+    try:
+        return await job(relay.port), relay
+    finally:
+        relay_server.close()
+        server.close()
+
+
+async def _round_trip(port: int, payload: bytes) -> tuple[float, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    t0 = time.perf_counter()
+    writer.write(payload)
+    await writer.drain()
+    got = await reader.readexactly(len(payload))
+    elapsed = time.perf_counter() - t0
+    writer.close()
+    return elapsed, got
+
+
+def test_bytes_arrive_intact_in_order_and_paced_to_the_bandwidth() -> None:
+    payload = random.Random(0).randbytes(300_000)
+    link = LinkShape(bandwidth_bit_s=8e6, latency_s=0.0, jitter_s=0.0, loss=0.0)  # 1 MB/s
+    (elapsed, got), relay = asyncio.run(_through_relay(link, lambda p: _round_trip(p, payload)))
+    assert got == payload
+    # out and back, each way at 1 MB/s: at least 2 * 0.3 s (pipelined: at least one way's worth)
+    assert elapsed >= 0.3
+    assert relay.up.bytes == relay.down.bytes == len(payload)
+
+
+def test_latency_is_added_each_way() -> None:
+    link = LinkShape(bandwidth_bit_s=1e9, latency_s=0.05, jitter_s=0.0, loss=0.0)
+    (elapsed, got), _ = asyncio.run(_through_relay(link, lambda p: _round_trip(p, b"x")))
+    assert got == b"x" and elapsed >= 0.1
+
+
+def test_a_lost_segment_costs_a_retransmission_timeout() -> None:
+    link = LinkShape(bandwidth_bit_s=1e9, latency_s=0.0, jitter_s=0.0, loss=1.0)
+    (elapsed, got), relay = asyncio.run(_through_relay(link, lambda p: _round_trip(p, b"y")))
+    assert got == b"y"  # TCP loses time, never bytes
+    assert elapsed >= 2 * MIN_RTO_S
+    assert relay.up.lost == relay.down.lost == 1
+
+
+def test_line_schedule() -> None:
+    """The line's arithmetic: serialisation back to back, jitter never reorders, loss counted
+    per 1448-byte segment."""
+    line = Line(LinkShape(8e6, 0.01, 0.005, 0.0), random.Random(1))
+    a = line.arrival(0.0, 1_000_000)  # 1 s on the line
+    assert 1.005 <= a <= 1.015
+    b = line.arrival(0.0, 1)
+    assert b >= a  # in order, whatever its jitter
+    lossy = Line(LinkShape(1e9, 0.0, 0.0, 0.5), random.Random(2))
+    lossy.arrival(0.0, 1448 * 100)
+    assert lossy.segments == 100 and 30 <= lossy.lost <= 70
+
+
+def test_spec_builds_one_relay_per_device() -> None:
+    relays = relays_from_spec(
+        {
+            "upstream": "127.0.0.1:9000",
+            "seed": 3,
+            "devices": [
+                {
+                    "name": "a",
+                    "port": 7001,
+                    "link": {
+                        "bandwidth_bit_s": 1e8,
+                        "latency_s": 0.001,
+                        "jitter_s": 0.0,
+                        "loss": 0.0,
+                    },
+                },
+                {
+                    "name": "b",
+                    "port": 7002,
+                    "link": {
+                        "bandwidth_bit_s": 1e9,
+                        "latency_s": 0.0,
+                        "jitter_s": 0.0,
+                        "loss": 0.01,
+                    },
+                },
+            ],
+        }
+    )
+    assert [(r.name, r.port, r.upstream) for r in relays] == [
+        ("a", 7001, ("127.0.0.1", 9000)),
+        ("b", 7002, ("127.0.0.1", 9000)),
+    ]
+    assert relays[1].link.loss == 0.01
