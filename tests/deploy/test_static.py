@@ -94,7 +94,7 @@ def test_testbed_inventory_is_the_reference_fleet(
     assert counts["android-phone"] >= 1
     assert inv.superlink and ":" in inv.superlink
     assert len({h.address for h in inv.hosts}) == len(inv.hosts), "addresses must be unique"
-    drivers = {"lattepanda-delta-3": "rapl", "orange-pi-5b": "um25c", "android-phone": "termux"}
+    drivers = {"lattepanda-delta-3": "shelly", "orange-pi-5b": "um25c", "android-phone": "termux"}
     for host in inv.hosts:
         assert host.meter, f"{host.name} has no htfl_meter"
         expected = drivers.get(host.device_class, "ina3221")
@@ -112,8 +112,14 @@ def test_reference_meters_are_valid_meter_specs() -> None:
     from htfl.device.power.config import MeterSpec
 
     inv = load_inventory(DEPLOY / "inventory" / "testbed.yml", use_ansible=False)
+    scopes = {}
     for host in inv.hosts:
-        MeterSpec.from_mapping(host.meter, host.name)  # raises naming the device and key
+        spec = MeterSpec.from_mapping(host.meter, host.name)  # raises naming device and key
+        scopes[host.device_class] = (spec.scope, spec.read_by)
+    # the widest scope each class has a meter for (docs/power.md, "Scope")
+    assert scopes["lattepanda-delta-3"] == ("wall", "workstation")
+    assert scopes["orange-pi-5b"] == ("board", "device")
+    assert scopes["jetson-orin-nano"] == ("module", "device")
 
 
 def _load_helper():
