@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from htfl.cli import LazyConsole, integer
+from htfl.workstation.simulation import cli as simulation_cli
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="give up after this many seconds (default: no limit)",
     )
+    simulation_cli.add_arguments(p)  # --simulate N and its companions
     p.set_defaults(func=run)
 
 
@@ -250,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print_errors(problems)
         return 2
+    if getattr(args, "simulate", None) is not None:  # virtual clients, no fleet
+        return simulation_cli.run_simulated(args, exp, print_errors)
     fleet = None
     if args.resume is not None:
         results_dir = args.resume.resolve()
@@ -400,4 +404,5 @@ def run_option_problems(args: argparse.Namespace, exp: Experiment) -> list[str]:
             f"--local-fleet {args.local_fleet}: the experiment selects {devices_selected} "
             f"devices ([devices]); start at least {devices_selected}"
         )
+    problems += simulation_cli.option_problems(args, exp)
     return problems

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid
 from htfl import protocol
 from htfl.workstation.config.experiment import Experiment
 from htfl.workstation.server.exchange import exchange
+from htfl.workstation.simulation.deadline import wall_deadline
 
 
 class DeviceSelectionError(RuntimeError):
@@ -49,7 +50,8 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
         Message(protocol.content(config={}), dst_node_id=n, message_type=protocol.HELLO)
         for n in nodes
     ]
-    result = exchange(grid, messages, deadline_seconds=timeout_seconds)
+    # (a simulation's virtual clients all answer, however long their actors take to start)
+    result = exchange(grid, messages, deadline_seconds=wall_deadline(grid, timeout_seconds))
     devices = []
     for node, reply in result.replies.items():
         info = protocol.read_config(reply)
