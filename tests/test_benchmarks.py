@@ -72,6 +72,13 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             id="accelerator",
         ),
         pytest.param(
+            "benchmarks.emulation",
+            ["--classes", "jetson-nano,lattepanda-delta-3", "--work-seconds", "0.05"]
+            + ["--pings", "3", "--loss-pings", "10", "--repeat", "1", "--payload-bytes", "100000"],
+            "emulation_time_dilation=",
+            id="emulation",
+        ),
+        pytest.param(
             "benchmarks.payload",
             ["--feature-dim", "8", "--clients", "2", "--methods", "fd,fedproto"],
             "| fedproto |",

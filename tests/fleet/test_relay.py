@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import subprocess
 import time
 
 from htfl.ports import free_port
@@ -115,3 +117,17 @@ def test_spec_builds_one_relay_per_device() -> None:
         ("b", 7002, ("127.0.0.1", 9000)),
     ]
     assert relays[1].link.loss == 0.01
+
+
+def test_netem_where_the_kernel_has_it() -> None:
+    """netem's command for a link; the probe answers (False on this project's test machines,
+    whose kernel has no sch_netem: the relay applies there) and leaves no namespace behind."""
+    from htfl.workstation.fleet.netem import netem_available, netem_command
+
+    cmd = netem_command(LinkShape(100e6, 0.02, 0.005, 0.001), "eth0")
+    assert cmd[:7] == ["tc", "qdisc", "replace", "dev", "eth0", "root", "netem"]
+    assert cmd[7:] == ["rate", "100000kbit", "delay", "20.000ms", "5.000ms", "loss", "0.1000%"]
+    assert isinstance(netem_available(), bool)
+    if shutil.which("ip"):
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "htfl-netem-probe" not in listed

@@ -19,6 +19,7 @@ from typing import Any
 
 from htfl.ports import free_ports
 from htfl.workstation.fleet.cgroups import ROOT, CgroupError, CgroupTree, DeviceCgroup
+from htfl.workstation.fleet.netem import netem_available
 from htfl.workstation.fleet.profiles import CPU_PERIOD_US, FleetPlan, plan_fleet
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ class Emulation:
         if self.shape_links:
             ports = free_ports(len(self.plan.devices))
             self.relay_ports = {d.name: p for d, p in zip(self.plan.devices, ports, strict=True)}
-            self.applied["link"] = "relay (htfl.workstation.fleet.relay)"
+            why = (
+                "local processes share loopback"
+                if netem_available()
+                else "this kernel has no netem qdisc"
+            )
+            self.applied["link"] = f"relay (htfl.workstation.fleet.relay; {why})"
         else:
             self.applied["link"] = "not applied: link shaping turned off"
 

@@ -1,0 +1,314 @@
+"""Emulation benchmark: does a simulated device behave like its class's profile?
+
+Run (as root for the CPU rows; the link rows need no privileges):
+``.venv/bin/python -m benchmarks.emulation [--classes a,b] [--work-seconds 1.0]``
+
+One row per device class, for a fleet of one device of each class on this host
+(:func:`htfl.workstation.fleet.profiles.plan_fleet`):
+
+* **speed**: the profile's speed relative to the first class vs the measured ratio of training
+  times. Each class's worker process imports torch and builds a cnn4 on digits-sized input
+  unconstrained, is then moved into a cgroup with its class's quota (the same
+  :mod:`htfl.workstation.fleet.cgroups` the local fleet uses), and times the same number of
+  SGD steps (one torch thread). The workers run one after another, so none competes with
+  another for the host's cores. Goal: within 15%.
+* **upload**: the profile's bandwidth vs the one measured from a 1 MB upload through the device's
+  link relay (:mod:`htfl.workstation.fleet.relay`) to a sink that acknowledges the last byte;
+  transfer time = time to the acknowledgement minus the measured round trip. Loss is off for
+  this row (a loss costs a retransmission timeout; the loss row measures it). Goal: within 10%.
+* **RTT**: added round trip (median of 1-byte pings through the relay minus the median without
+  it) vs twice the profile's one-way latency. Goal: within 10 ms or 10%.
+* **loss**: configured vs observed per-segment loss: pings whose round trip exceeds the median
+  by more than half a retransmission timeout were lost on the way out or back
+  (p = 1 - sqrt(1 - delayed / pings)).
+* **memory cap**: the class's cap, and whether it binds on this host (a cap above the host's
+  memory cannot). Below the table, a process given a 64 MiB cap that allocates 256 MiB is
+  checked to be OOM-killed and detected as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from htfl.devices import DEVICE_CLASSES
+from htfl.ports import free_ports, wait_for_port
+from htfl.workstation.fleet.cgroups import CgroupTree, unavailable_reason
+from htfl.workstation.fleet.profiles import (
+    CPU_PERIOD_US,
+    DeviceLimits,
+    LinkShape,
+    plan_fleet,
+)
+from htfl.workstation.fleet.relay import retransmission_timeout
+
+MiB = 2**20
+
+
+# --- CPU: one worker process per class, moved into its cgroup once torch is loaded ---------
+def worker(steps: int) -> None:
+    """``--worker``: build, warm up, say ``ready``; on ``go``, time ``steps`` SGD steps."""
+    import torch
+
+    from htfl.models.zoo import build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("cnn4", (1, 8, 8), 10, 64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+
+    def step() -> None:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    print(f"{time.perf_counter() - t0:.6f} {time.process_time() - c0:.6f}", flush=True)
+
+
+def time_steps(
+    steps: int, tree: CgroupTree | None, limits: DeviceLimits | None
+) -> tuple[float, float]:
+    """Wall and CPU seconds of ``steps`` SGD steps, in ``limits``' cgroup when given."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.emulation", "--worker", str(steps)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the training worker did not start")
+        if tree is not None and limits is not None:
+            group = tree.add(limits.name, limits.cpu_quota_us, CPU_PERIOD_US, limits.memory_bytes)
+            for procs in group.procs_files:
+                procs.write_text(str(proc.pid))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        wall, cpu = proc.stdout.readline().split()
+        return float(wall), float(cpu)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def steps_for(work_seconds: float) -> int:
+    """How many steps take ``work_seconds`` of CPU time here (CPU, not wall: the host may be
+    busy, and every class must run for many CFS periods)."""
+    probe = 50
+    return max(5, round(probe * work_seconds / time_steps(probe, None, None)[1]))
+
+
+# --- link: an echo and a sink behind the relay process -------------------------------------
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """``e``: echo everything; ``s``: 8 bytes say how many follow, the last one acknowledged."""
+    mode = await reader.readexactly(1)
+    if mode == b"s":
+        size = int.from_bytes(await reader.readexactly(8), "big")
+        await reader.readexactly(size)
+        writer.write(b"k")
+        await writer.drain()
+    else:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def _pings(port: int, count: int) -> list[float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"e")
+    rtts = []
+    for _ in range(count + 1):  # the first one opens the line
+        t0 = time.perf_counter()
+        writer.write(b"p")
+        await writer.drain()
+        await reader.readexactly(1)
+        rtts.append(time.perf_counter() - t0)
+    writer.close()
+    return rtts[1:]
+
+
+async def _upload(port: int, size: int) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"s")
+    await writer.drain()
+    t0 = time.perf_counter()
+    writer.write(size.to_bytes(8, "big") + bytes(size))
+    await writer.drain()
+    await reader.readexactly(1)
+    elapsed = time.perf_counter() - t0
+    writer.close()
+    return elapsed
+
+
+def start_relay(
+    upstream: int, links: dict[str, LinkShape], work: Path, tree: CgroupTree | None
+) -> tuple:
+    """The relay as the local fleet runs it: its own process, one port per named link."""
+    ports = dict(zip(links, free_ports(len(links)), strict=True))
+    spec = {
+        "upstream": f"127.0.0.1:{upstream}",
+        "seed": 1,
+        "devices": [{"name": n, "port": ports[n], "link": asdict(k)} for n, k in links.items()],
+    }
+    (work / "relay.json").write_text(json.dumps(spec))
+    argv = [sys.executable, "-m", "htfl.workstation.fleet.relay", str(work / "relay.json")]
+    if tree is not None:  # as the local fleet runs it: high CPU weight, no quota
+        argv = tree.add_service("link-relay").wrap(argv)
+    log = open(work / "relay.log", "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    for port in ports.values():
+        wait_for_port(port, 60, proc, work / "relay.log", what="link relay")
+    return proc, ports
+
+
+def measure_link(link: LinkShape, payload: int, pings: int, loss_pings: int, repeat: int) -> dict:
+    async def run(work: Path) -> dict:
+        server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+        direct = server.sockets[0].getsockname()[1]
+        tree = CgroupTree() if unavailable_reason() is None else None
+        relay, ports = start_relay(
+            direct, {"lossless": replace(link, loss=0.0), "lossy": link}, work, tree
+        )
+        try:
+            base = statistics.median(await _pings(direct, pings))
+            rtt = statistics.median(await _pings(ports["lossless"], pings))
+            uploads = [await _upload(ports["lossless"], payload) for _ in range(repeat)]
+            transfer = statistics.median(uploads) - rtt
+            lossy = await _pings(ports["lossy"], loss_pings)
+        finally:
+            relay.terminate()
+            relay.wait()
+            server.close()
+            if tree is not None:
+                tree.remove()
+        threshold = statistics.median(lossy) + retransmission_timeout(link) / 2
+        delayed = sum(r > threshold for r in lossy) / len(lossy)
+        return {
+            "added_rtt_ms": (rtt - base) * 1e3,
+            "bandwidth_mbit_s": (payload + 8) * 8 / transfer / 1e6,
+            "observed_loss": 1 - math.sqrt(1 - delayed),
+        }
+
+    with tempfile.TemporaryDirectory(prefix="htfl-emulation-") as work:
+        return asyncio.run(run(Path(work)))
+
+
+def oom_check() -> str:
+    """A 64 MiB-capped process allocating 256 MiB: killed, and the OOM kill counted."""
+    if (why := unavailable_reason()) is not None:
+        return f"not run: {why}"
+    tree = CgroupTree()
+    try:
+        group = tree.add("oom-check", CPU_PERIOD_US, CPU_PERIOD_US, 64 * MiB)
+        argv = group.wrap([sys.executable, "-c", "b = bytearray(256 * 2**20); print('alive')"])
+        rc = subprocess.run(argv, capture_output=True, timeout=60).returncode
+        return f"exit {rc}, OOM kills counted {group.oom_kills()}"
+    finally:
+        tree.remove()
+
+
+def pct(measured: float, expected: float) -> str:
+    return f"{(measured / expected - 1) * 100:+.1f}%" if expected else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", default=",".join(DEVICE_CLASSES))
+    parser.add_argument("--work-seconds", type=float, default=1.0, help="CPU work per class")
+    parser.add_argument("--payload-bytes", type=int, default=1_000_000)
+    parser.add_argument("--pings", type=int, default=40)
+    parser.add_argument("--loss-pings", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3, help="uploads per class (median)")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        worker(args.worker)
+        return 0
+    classes = [c for c in args.classes.split(",") if c]
+    plan = plan_fleet([(f"{c}-01", c) for c in classes])
+    no_cgroups = unavailable_reason()
+    times: dict[str, float] = {}
+    if no_cgroups is None:
+        steps = steps_for(args.work_seconds)
+        tree = CgroupTree()
+        try:
+            for d in plan.devices:
+                times[d.device_class] = time_steps(steps, tree, d)[0]
+        finally:
+            tree.remove()
+    # The profile fixes ratios only: scale the measured speeds so their geometric mean is the
+    # profile's (no single class is the yardstick and carries all the noise).
+    speeds = {}
+    if times:
+        scale = math.exp(
+            statistics.mean(
+                math.log(d.relative_speed * times[d.device_class]) for d in plan.devices
+            )
+        )
+        speeds = {c: scale / t for c, t in times.items()}
+    with contextlib.suppress(OSError):  # the measuring client, like the relay, must not wait
+        os.nice(-10)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"host load average (1, 5, 15 min) at the end of the CPU runs: {load}")
+    print(
+        f"fleet: one device of each of {len(classes)} classes on {plan.host_cores:g} host cores;"
+        f" time dilation {plan.time_dilation:.3g}; measured speeds scaled to the profile's "
+        "geometric mean"
+    )
+    print(
+        "| class | CPU quota (cores) | speed: profile | speed: measured | err "
+        "| link Mbit/s | measured Mbit/s | err | added RTT: profile ms | measured ms "
+        "| loss: profile | observed (pings) | memory cap MiB | binds here |"
+    )
+    print("|" + "---|" * 14)
+    for d in plan.devices:
+        link = measure_link(d.link, args.payload_bytes, args.pings, args.loss_pings, args.repeat)
+        expected_speed = d.relative_speed
+        if speeds:
+            measured_speed = speeds[d.device_class]
+            speed = f"{measured_speed:.3f} | {pct(measured_speed, expected_speed)}"
+        else:
+            speed = f"not measured ({no_cgroups}) | -"
+        bw = d.link.bandwidth_bit_s / 1e6
+        binds = "yes" if d.memory_bytes < plan.host_memory_bytes else "no (above host memory)"
+        print(
+            f"| {d.device_class} | {d.cpu_cores:.3f} | {expected_speed:.3f} | {speed} "
+            f"| {bw:g} | {link['bandwidth_mbit_s']:.1f} | {pct(link['bandwidth_mbit_s'], bw)} "
+            f"| {2 * d.link.latency_s * 1e3:.1f} | {link['added_rtt_ms']:.1f} "
+            f"| {d.link.loss:g} | {link['observed_loss']:.4f} ({args.loss_pings}) "
+            f"| {d.memory_bytes // MiB} | {binds} |"
+        )
+    print(f"memory cap enforcement (64 MiB cap, 256 MiB allocated): {oom_check()}")
+    print(f"emulation_time_dilation={plan.time_dilation:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The kernel's own link shaping, ``tc netem``, where the kernel has it.
+
+netem shapes an interface: bandwidth (``rate``), delay with jitter, and loss of packets (real
+packet loss, recovered by the kernel's TCP). It suits a device with an interface of its own,
+such as a container's ``eth0`` (set from inside its network namespace, which needs
+CAP_NET_ADMIN). Local processes share the loopback interface, so the processes engine always
+uses the relay (``htfl.workstation.fleet.relay``); and kernels without the ``sch_netem``
+module (this project's test machines: ``tc`` there has tbf and htb only) use the relay for
+containers too. :func:`netem_available` says which applies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+from htfl.workstation.fleet.profiles import LinkShape
+
+
+def netem_available() -> bool:
+    """Whether this kernel accepts a netem qdisc: tried on the loopback of a throwaway network
+    namespace (root and iproute2 needed; False without them), which is then deleted."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
+        return False
+    ns = f"htfl-netem-probe-{uuid.uuid4().hex[:8]}"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        return False
+    try:
+        probe = ["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root", "netem"]
+        return subprocess.run([*probe, "delay", "1ms"], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def netem_command(link: LinkShape, device: str = "eth0") -> list[str]:
+    """The ``tc`` command that gives ``device`` this link, one way (egress; apply it on both
+    ends, or on the device's side only for what it sends)."""
+    return [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        device,
+        "root",
+        "netem",
+        "rate",
+        f"{link.bandwidth_bit_s / 1e3:.0f}kbit",
+        "delay",
+        f"{link.latency_s * 1e3:.3f}ms",
+        f"{link.jitter_s * 1e3:.3f}ms",
+        "loss",
+        f"{link.loss * 100:.4f}%",
+    ]
