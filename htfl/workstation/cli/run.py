@@ -62,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "[devices] classes (default: none, use the experiment's [superlink])",
     )
     p.add_argument(
+        "--no-profiles",
+        dest="profiles",
+        action="store_false",
+        help="with --local-fleet: run the devices unlimited, not held to their class profiles "
+        "(CPU quota, memory cap, shaped link; the default applies them)",
+    )
+    p.add_argument(
         "--results",
         type=Path,
         default=Path("results"),
@@ -238,7 +245,6 @@ def run(args: argparse.Namespace) -> int:
     if (args.experiment is None) == (args.resume is None):
         print_errors(["give an experiment file, or --resume RESULTS_DIR (not both)"])
         return 2
-
     try:
         # Validate the file (no I/O), then check the files it names, before anything starts.
         if args.resume is not None:
@@ -254,6 +260,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if getattr(args, "simulate", None) is not None:  # virtual clients, no fleet
         return simulation_cli.run_simulated(args, exp, print_errors)
+    emulation = None
+    if args.local_fleet is not None and getattr(args, "profiles", True):
+        from htfl.workstation.fleet.emulation import local_emulation
+        from htfl.workstation.fleet.profiles import ProfileError
+
+        try:  # a quota the host cannot give is an error before anything starts
+            emulation = local_emulation(exp.devices.classes, args.local_fleet)
+        except ProfileError as err:
+            print_errors([str(err)])
+            return 2
     fleet = None
     if args.resume is not None:
         results_dir = args.resume.resolve()
@@ -272,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             # on --resume the same directory: logs go on, and each agent finds its own
             # private model where it left it (its data dir is in there)
             fleet = LocalFleet(devices, results_dir / "fleet-logs")
+            fleet.emulation = emulation  # class profiles: cgroups and link relays
             console.print(
                 f"starting a local fleet: SuperLink + {len(devices)} agents "
                 f"({', '.join(d.name for d in devices)})"
@@ -323,6 +340,10 @@ def run(args: argparse.Namespace) -> int:
             control.close()
         if fleet is not None:
             fleet.stop()
+        if emulation is not None:
+            from htfl.workstation.fleet.emulation import record_in_results
+
+            record_in_results(results_dir, emulation)
         if interrupted:
             record_interrupted(results_dir, run_id)
     if (results_dir / "rounds.csv").exists():
