@@ -105,9 +105,9 @@ class CgroupTree:
     groups: dict[str, DeviceCgroup] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if (why := unavailable_reason(self.root)) is not None:
+            raise CgroupError(why)
         self.version = self.version or detect(self.root)
-        if self.version is None:
-            raise CgroupError(unavailable_reason(self.root) or "no usable cgroup hierarchy")
 
     def _parents(self) -> list[Path]:
         if self.version == "v2":
