@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from htfl import accelerator
 from htfl.algorithms import checks
 from htfl.algorithms.base import Method, Payload, Upload
 from htfl.algorithms.lg_fedavg import HeadAveragingServer, HeadSharingClient
@@ -88,7 +89,8 @@ class FeatureGenerator(nn.Module):
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         draw = torch.rand if self.noise == "uniform" else torch.randn
-        noise = draw(len(labels), self.noise_dim, generator=generator)
+        # drawn on the CPU (a seeded CPU generator) whatever the device, then moved: same draws
+        noise = draw(len(labels), self.noise_dim, generator=generator).to(labels.device)
         return self.out(self.hidden(torch.cat([noise, F.one_hot(labels, self.num_classes)], 1)))
 
 
@@ -112,7 +114,7 @@ def ensemble_loss(
     alpha: torch.Tensor,
 ) -> torch.Tensor:
     """mean over samples of sum_k alpha[k, y] * CE(head_k(feature), y) (FedGen's teacher loss)."""
-    loss = torch.zeros(len(labels))
+    loss = torch.zeros(len(labels), device=labels.device)
     for k, (weight, bias) in enumerate(heads):
         loss = loss + alpha[k, labels] * F.cross_entropy(
             F.linear(features, weight, bias), labels, reduction="none"
@@ -175,6 +177,9 @@ class FedGenServer(HeadAveragingServer):
             self.generator = FeatureGenerator(
                 p.noise_dim, self.num_classes, p.hidden_dim, self.feature_dim, p.noise
             )
+        #: the workstation's GPU when it has one (the generator trains there)
+        self.device = accelerator.server_device()
+        self.generator.to(self.device)
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=p.generator_learning_rate)
         self.rng = torch.Generator().manual_seed(self.seed)
         self.label_counts: dict[int, np.ndarray] = {}
@@ -202,17 +207,20 @@ class FedGenServer(HeadAveragingServer):
 
     def train_generator(self, uploads: list[Upload]) -> None:
         counts = np.stack([self._counts(u) for u in uploads])
-        alpha = torch.from_numpy(label_weights(counts).astype(np.float32))
+        alpha = torch.from_numpy(label_weights(counts).astype(np.float32)).to(self.device)
         prior = torch.from_numpy(label_distribution(counts))
         heads = [
-            (torch.from_numpy(u.payload["head.weight"]), torch.from_numpy(u.payload["head.bias"]))
+            (
+                torch.from_numpy(u.payload["head.weight"]).to(self.device),
+                torch.from_numpy(u.payload["head.bias"]).to(self.device),
+            )
             for u in uploads
         ]
         self.generator.train()
         for _ in range(self.params.server_epochs):
             labels = torch.multinomial(
                 prior, self.params.generator_batch_size, True, generator=self.rng
-            )
+            ).to(self.device)
             loss = ensemble_loss(self.generator(labels, self.rng), labels, heads, alpha)
             self.optimizer.zero_grad()
             loss.backward()

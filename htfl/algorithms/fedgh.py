@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from htfl import accelerator
 from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import Method, Payload, ServerSide, Upload
 from htfl.algorithms.lg_fedavg import HEAD, HeadSharingClient
@@ -41,13 +42,14 @@ def train_head(
     rng: torch.Generator,
 ) -> float:
     """Mini-batch SGD on cross-entropy of ``head(prototype)``; returns the last batch's loss."""
-    x, y = torch.from_numpy(protos), torch.from_numpy(labels)
+    device = head.weight.device  # the workstation's GPU when it has one
+    x, y = torch.from_numpy(protos).to(device), torch.from_numpy(labels).to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=learning_rate)
     last = float("nan")
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=rng)
         for start in range(0, len(y), batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start : start + batch_size].to(device)  # drawn on the CPU: same order
             loss = F.cross_entropy(head(x[idx]), y[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -65,6 +67,7 @@ class FedGHServer(ServerSide):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.head = seeded_head(self.feature_dim, self.num_classes, self.seed)
+        self.head.to(accelerator.server_device())
         self.rng = torch.Generator().manual_seed(self.seed)
         self.last_loss = float("nan")
 

@@ -52,6 +52,7 @@ from pydantic import AfterValidator, Field
 from torch import nn
 from torch.nn import functional as F
 
+from htfl import accelerator
 from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import ClientSide, Method, Payload, ServerSide, Upload, class_means
 from htfl.algorithms.state import load_module_payload, module_payload
@@ -267,8 +268,8 @@ def class_centroids(
 ) -> torch.Tensor:
     """Per class, the mean latent of its prototypes; classes without one keep ``previous``."""
     means, counts = class_means(latents, labels, num_classes)
-    held = torch.from_numpy(counts > 0)
-    return torch.where(held.unsqueeze(1), torch.from_numpy(means), previous)
+    held = torch.from_numpy(counts > 0).to(previous.device)
+    return torch.where(held.unsqueeze(1), torch.from_numpy(means).to(previous.device), previous)
 
 
 # --- the two sides ----------------------------------------------------------------------------
@@ -338,14 +339,17 @@ class FedKTLServer(ServerSide):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         p, c = self.params, self.num_classes
-        self.generator = load_generator(p.generator_path)
+        #: the workstation's GPU when it has one (the generator and F train and render there)
+        self.device = accelerator.server_device()
+        self.generator = load_generator(p.generator_path).to(self.device)
         w_dim = self.generator.w_dim
         self.etf = simplex_etf(c, c, self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             projection = nn.Linear(self.feature_dim, w_dim)
             self.transformer = FeatureTransformer(c, w_dim)
-            self.centroids = nn.Parameter(torch.randn(c, w_dim))
+            self.centroids = nn.Parameter(torch.randn(c, w_dim).to(self.device))
+        self.transformer.to(self.device)
         self.projection = module_payload(projection, PROJECTION)
         self.optimizer = torch.optim.Adam(
             [*self.transformer.parameters(), self.centroids], lr=p.server_learning_rate
@@ -374,11 +378,12 @@ class FedKTLServer(ServerSide):
         for _ in range(p.server_epochs):
             order = torch.randperm(n, generator=self.rng)
             for start in range(0, n, p.server_batch_size):
-                idx = order[start : start + p.server_batch_size]
+                idx = order[start : start + p.server_batch_size].to(self.device)
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
                 mapped = self.transformer(protos[idx])
-                z = torch.randn(len(idx), self.generator.z_dim, generator=self.rng)
+                # drawn on the CPU from the seeded generator whatever the device: same draws
+                z = torch.randn(len(idx), self.generator.z_dim, generator=self.rng).to(self.device)
                 with torch.no_grad():
                     latents = self.generator.mapping(z)
                 loss = mmd_rbf(mapped, latents) + p.lamda * F.mse_loss(
@@ -401,8 +406,8 @@ class FedKTLServer(ServerSide):
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
         return {
-            IMAGES: images.numpy().astype(np.float32),
-            LATENTS: latents.numpy().astype(np.float32),
+            IMAGES: images.cpu().numpy().astype(np.float32),
+            LATENTS: latents.cpu().numpy().astype(np.float32),
             PRESENT: self.present.copy(),
         }
 
@@ -414,7 +419,9 @@ class FedKTLServer(ServerSide):
             self.present = np.maximum(
                 self.present, (upload.payload["counts"] > 0).astype(np.float32)
             )
-        self.align(torch.from_numpy(protos), torch.from_numpy(labels))
+        self.align(
+            torch.from_numpy(protos).to(self.device), torch.from_numpy(labels).to(self.device)
+        )
         self.rendered = self.render()
 
 

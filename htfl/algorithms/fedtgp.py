@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from htfl import accelerator
 from htfl.algorithms import checks, prototypes
 from htfl.algorithms.base import Method, Payload, ServerSide, Upload
 from htfl.algorithms.fedproto import PrototypeClient
@@ -97,6 +98,9 @@ class FedTGPServer(ServerSide):
             self.generator = TrainableGlobalPrototypes(
                 self.num_classes, self.feature_dim, self.feature_dim
             )
+        #: the workstation's GPU when it has one; random draws stay on the CPU (same order)
+        self.device = accelerator.server_device()
+        self.generator.to(self.device)
         self.optimizer = torch.optim.SGD(
             self.generator.parameters(), lr=self.params.server_learning_rate
         )
@@ -118,14 +122,14 @@ class FedTGPServer(ServerSide):
         for upload in uploads:
             self.seen += upload.payload["counts"]
         protos, labels = prototypes.prototype_pairs(uploads)
-        x, y = torch.from_numpy(protos), torch.from_numpy(labels)
-        all_classes = torch.arange(self.num_classes)
+        x, y = torch.from_numpy(protos).to(self.device), torch.from_numpy(labels).to(self.device)
+        all_classes = torch.arange(self.num_classes, device=self.device)
         self.generator.train()
         bs = self.params.server_batch_size
         for _ in range(self.params.server_epochs):
             order = torch.randperm(len(y), generator=self.rng)
             for start in range(0, len(y), bs):
-                idx = order[start : start + bs]
+                idx = order[start : start + bs].to(self.device)
                 loss = margin_loss(x[idx], y[idx], self.generator(all_classes), self.margin)
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -133,7 +137,7 @@ class FedTGPServer(ServerSide):
                 self.last_loss = float(loss.detach())
         self.generator.eval()
         with torch.no_grad():
-            global_protos = self.generator(all_classes).numpy()
+            global_protos = self.generator(all_classes).cpu().numpy()
         # Only classes some client has seen get a prototype clients may use.
         self._payload = prototypes.prototype_payload(global_protos, self.seen)
 
