@@ -19,6 +19,19 @@ goes through the UM25C pty pipeline (1 kS/s) and through the continuous stream (
 samples are integrated with :func:`htfl.device.power.energy.attribute` over their span. A third row
 samples the wave synthetically at a real UM meter's rate (5 S/s) for reference.
 
+Per meter kind at its real rate. Each UM model with its emulator paced at 9600 baud 8N1 (a
+frame takes 135 ms on the wire), read back to back; the WT310 polled every 100 ms (its update
+rate); Shelly and Tasmota plugs (HTTP emulators) polled every second. Each run measures a
+2.0/7.5 W square wave of 2 s period: samples/s, CPU of this process, and the energy error
+against the wave's exact energy over the same span.
+
+Faults. A UM meter (UM34C; UM25C for the corrupted byte, the model without a checksum) paced
+at 9600 baud, whose current encodes the moment the reading was latched (1 mA per ms), read
+back to back by a sampler; each fault is injected once: detected (which counter moved),
+resynchronised (every sample after it carries its own request's reading, none shifted),
+gap reported (the sampler's gap count), and samples lost (missing slots at the meter's period
+over the run).
+
 The last line is ``power_energy_error_pct=<x>``: the larger of the two pipeline errors.
 """
 
@@ -35,12 +48,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from htfl.device.power.config import MeterSpec, open_meter
 from htfl.device.power.drivers.scpi import ScpiMeter
 from htfl.device.power.drivers.stream import StreamMeter
 from htfl.device.power.drivers.um import UMMeter
 from htfl.device.power.energy import attribute
 from htfl.device.power.meter import Meter, PowerSample
-from htfl.device.power.sampler import SerialSampler
+from htfl.device.power.sampler import Sampler, SerialSampler
+from htfl.ports import free_port
 from tests.support.meter_emulators import (
     PtyEmulator,
     ScpiEmulator,
@@ -50,14 +65,26 @@ from tests.support.meter_emulators import (
     square_wave,
     square_wave_energy,
 )
+from tests.support.plug_emulators import PlugEmulator
 
 IDLE_W, BUSY_W, PERIOD_S = 2.0, 7.5, 0.5
 
 
-def _make_emulator(kind: str, link: str, wave: tuple | None, rate_hz: float) -> PtyEmulator:
+UM_KINDS = ("um24c@9600", "um25c@9600", "um34c@9600")
+PLUG_KINDS = ("shelly", "tasmota")
+
+
+def _make_emulator(
+    kind: str, link: str, wave: tuple | None, rate_hz: float
+) -> PtyEmulator | PlugEmulator:
     waveform = square_wave(*wave) if wave else constant(5.0, 0.5)
     if kind == "um25c":
-        return UMEmulator("um25c", waveform, link)
+        return UMEmulator("um25c", waveform, link, baud=None)  # the pty's own speed
+    if kind in UM_KINDS:
+        return UMEmulator(kind.split("@")[0], waveform, link)
+    if kind in PLUG_KINDS:  # link is the port number here
+        return PlugEmulator(kind, square_wave(*wave[:4], 230.0, wave[5]) if wave else waveform,
+                            port=int(link))  # fmt: skip
     if kind == "scpi":
         return ScpiEmulator(waveform, link)
     return StreamEmulator(waveform, link, rate_hz=rate_hz, start_command="START")
@@ -69,13 +96,18 @@ def _emulator_main(kind, link, wave, rate_hz, ready, stop, results) -> None:
     ready.set()
     stop.wait()
     emu.stop()
-    sent = {"um25c": "frames_sent", "scpi": "queries_answered", "stream": "lines_sent"}[kind]
+    sent = {"scpi": "queries_answered", "stream": "lines_sent"}.get(kind, "frames_sent")
     results.put({"sent": getattr(emu, sent)})
 
 
 def _make_meter(kind: str, link: str, rate_hz: float) -> Meter:
     if kind == "um25c":
         return UMMeter(link, model="um25c", timeout=0.5, device="bench")
+    if kind in UM_KINDS:
+        return UMMeter(link, model=kind.split("@")[0], timeout=1.0, device="bench")
+    if kind in PLUG_KINDS:
+        spec = MeterSpec.from_mapping({"driver": kind, "url": f"http://127.0.0.1:{link}"}, "bench")
+        return open_meter(spec, open_now=False)
     if kind == "scpi":
         return ScpiMeter(link, timeout=0.5, device="bench")
     return StreamMeter(link, rate_hz=rate_hz, start_command="START", timeout=0.5, device="bench")
@@ -99,6 +131,9 @@ def run_stream(
 ) -> StreamResult:
     ctx = mp.get_context("fork")
     link = os.path.join(tempfile.mkdtemp(prefix="htfl-power-bench-"), "meter")
+    tmpdir = os.path.dirname(link)
+    if kind in PLUG_KINDS:
+        link = str(free_port())
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     child = ctx.Process(
         target=_emulator_main, args=(kind, link, wave, rate_hz, ready, stop, results)
@@ -108,7 +143,8 @@ def run_stream(
         if not ready.wait(10):
             raise RuntimeError("emulator did not start")
         meter = _make_meter(kind, link, rate_hz)
-        sampler = SerialSampler(meter, interval=interval, buffer_size=1_000_000)
+        cls = Sampler if kind in PLUG_KINDS else SerialSampler
+        sampler = cls(meter, interval=interval, buffer_size=1_000_000)
         collected: list[PowerSample] = []
         sampler.start()
         while sampler.samples_total == 0:  # connected and streaming
@@ -129,7 +165,7 @@ def run_stream(
         stop.set()
         child.join(10)
         with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(link))
+            os.rmdir(tmpdir)
     stats = results.get(timeout=10)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if isinstance(meter, StreamMeter):
@@ -164,6 +200,74 @@ def energy_error_pct(
     exact = exact_between(start, end) - sum(exact_between(g.start, g.end) for g in measured.gaps)
     covered = 100.0 * measured.covered_seconds / (end - start)
     return 100.0 * abs(measured.joules - exact) / exact, measured.joules, exact, covered
+
+
+FAULTS = (
+    "bad frame",
+    "late reply",
+    "silence at start",
+    "garbage",
+    "corrupted data byte",
+    "split reply",
+)
+
+
+@dataclass
+class FaultResult:
+    detected: str
+    mispaired: int  # samples carrying another request's reading
+    resynchronised: bool
+    gaps: int
+    lost: int
+
+
+def run_fault(fault: str, seconds: float) -> FaultResult:
+    """One UM meter at 9600 baud read back to back; ``fault`` injected once (see the docstring)."""
+    model = "um25c" if fault == "corrupted data byte" else "um34c"
+    t0 = time.time()
+    ramp = lambda t: (5.0, round((t - t0) % 60, 3))  # noqa: E731 - 1 mA per ms since t0
+    with UMEmulator(model, ramp) as emu:
+        meter = UMMeter(emu.port, model=model, timeout=0.5, device="bench")
+        sampler = SerialSampler(meter)
+        if fault == "silence at start":
+            emu.silence_for(1.0, after=2)
+        sampler.start()
+        try:
+            while sampler.samples_total < 3 and time.time() - t0 < 10:
+                time.sleep(0.01)
+            if fault == "bad frame":
+                emu.inject_bad_frame()
+            elif fault == "late reply":
+                emu.inject_late(0.6)  # past the 0.5 s timeout
+            elif fault == "garbage":
+                emu.send_unsolicited(b"\x0d\x4c" + bytes(range(40)))
+            elif fault == "corrupted data byte":
+                emu.inject_corrupt_byte(offset=3, xor=0x40)
+            elif fault == "split reply":
+                emu.inject_split(at=64, pause=0.08)
+            time.sleep(max(seconds, 1.2))
+        finally:
+            sampler.stop()
+    samples = sampler.drain()
+    off = [s for s in samples if abs(s.amps - (s.t - t0)) > 0.06]  # type: ignore[operator]
+    counters = {
+        "bad_frames": meter.bad_frames,
+        "timeouts": meter.timeouts,
+        "stray_replies": meter.stray_replies,
+        "frame_errors": meter.frame_errors,
+        "gaps": sampler.gap_count,
+    }
+    moved = [k for k, v in counters.items() if v]
+    period = meter.nominal_period
+    span = samples[-1].t - samples[0].t if samples else 0.0
+    lost = max(0, round(span / period) + 1 - len(samples)) if samples else 0
+    return FaultResult(
+        detected=", ".join(moved) if moved else "no",
+        mispaired=len(off),
+        resynchronised=len(samples) >= 5 and not any(s in off for s in samples[-5:]),
+        gaps=sampler.gap_count,
+        lost=lost,
+    )
 
 
 def synthetic_energy_error(rate_hz: float, period: float, seconds: float) -> float:
@@ -226,6 +330,42 @@ def main(argv: list[str] | None = None) -> int:
                 f"error {gap_err:.3f}% over the covered {covered:.1f}% of the time",
                 "(info)",
                 "-",
+            )
+        )
+    # per meter kind at its real rate (emulators paced like the meters)
+    real_wave = (IDLE_W, BUSY_W, 2.0, 0.5, 5.0, 0.0)
+    for kind, interval, label, run_secs in (
+        *((k, 0.0, f"{k[:5].upper()} at 9600 baud, back to back", 2 * secs) for k in UM_KINDS),
+        ("scpi", 0.1, "WT310 SCPI, every 100 ms", 2 * secs),
+        ("shelly", 1.0, "Shelly Gen2 plug (HTTP), every 1 s", 3 * secs),
+        ("tasmota", 1.0, "Tasmota plug (HTTP), every 1 s", 3 * secs),
+    ):  # fmt: skip
+        r = run_stream(kind, interval, run_secs, wave=real_wave)
+        if len(r.collected) >= 2:
+            err, measured, exact, _ = energy_error_pct(r.collected, real_wave)
+            energy = f"energy error {err:.2f}% ({measured:.2f} vs {exact:.2f} J)"
+        else:
+            energy = "energy: too few samples for this run length"
+        rows.append(
+            (
+                f"real rate: {label}",
+                f"{r.rate:,.1f} samples/s, CPU {r.cpu_pct:.1f}%, drops {r.drops}; {energy}",
+                "(info: 2 s square wave)",
+                "-",
+            )
+        )
+    for fault in FAULTS:
+        f = run_fault(fault, secs)
+        ok = f.detected != "no" and f.resynchronised and f.mispaired <= 1
+        if fault == "split reply":  # not a fault of the data: reassembled, nothing to detect
+            ok = f.mispaired == 0 and f.lost == 0
+        rows.append(
+            (
+                f"fault: {fault}",
+                f"detected: {f.detected}; resynchronised: {'yes' if f.resynchronised else 'NO'}"
+                f" ({f.mispaired} mispaired); gap reported: {f.gaps}; samples lost: {f.lost}",
+                "detected, resynced",
+                "pass" if ok else "FAIL",
             )
         )
     syn = synthetic_energy_error(5.0, 10.0, 600.0)

@@ -30,13 +30,16 @@ Waveform = Callable[[float], tuple[float, float]]
 class PlugEmulator:
     """A plug of ``kind`` ``shelly`` or ``tasmota`` on 127.0.0.1 (``url``)."""
 
-    def __init__(self, kind: str, waveform: Waveform, slow_seconds: float = 3.0) -> None:
+    def __init__(
+        self, kind: str, waveform: Waveform, slow_seconds: float = 3.0, port: int = 0
+    ) -> None:
         if kind not in ("shelly", "tasmota"):
             raise ValueError(kind)
         self.kind = kind
         self.waveform = waveform
         self.slow_seconds = slow_seconds
         self.requests = 0
+        self.frames_sent = 0  # replies with a reading (the benchmark's name for it)
         self._faults: collections.deque[str] = collections.deque()
         emu = self
 
@@ -54,7 +57,7 @@ class PlugEmulator:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -71,6 +74,7 @@ class PlugEmulator:
         if fault == "garbage":
             return 200, "<html>captive portal</html>"
         volts, amps = self.waveform(time.time())
+        self.frames_sent += 1
         url = urllib.parse.urlsplit(path)
         query = urllib.parse.parse_qs(url.query)
         if self.kind == "shelly":
