@@ -31,6 +31,7 @@ WORKSTATION_COMMANDS: tuple[str, ...] = (
     "htfl.workstation.cli.data",
     "htfl.workstation.cli.deploy",
     "htfl.workstation.cli.run",
+    "htfl.workstation.cli.fleet",
     "htfl.workstation.cli.prometheus",
     "htfl.workstation.cli.report",
 )
@@ -46,6 +47,7 @@ A researcher's path:
      htfl deploy start                     start the agents (htfl deploy status: how they are)
   3. htfl run EXPERIMENT.toml              run an experiment; results in results/<id>/
      (no devices yet? htfl run EXPERIMENT.toml --local-fleet 4)
+     (a simulated lab: htfl fleet up, then htfl run against it)
 
 Around it:
   htfl prometheus targets                  let Prometheus watch the devices and the run

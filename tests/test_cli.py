@@ -28,7 +28,7 @@ from tests.test_client_runtime import (
 REPO = Path(__file__).resolve().parents[1]
 
 #: The user's path, then the tools around it: how `htfl --help` lists the commands.
-ORDER = ("data", "deploy", "run", "prometheus", "agent", "power")
+ORDER = ("data", "deploy", "run", "fleet", "prometheus", "report", "agent", "power")
 
 
 def walk(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentParser, str]]:
