@@ -387,6 +387,8 @@ class RoundLoop:
             row = by_node[node]
             m = protocol.read_metrics(reply)
             row.round_trip_seconds = time.time() - late.sent_at
+            if self.power is not None:  # its samples too: the trace has no hole
+                self.power.absorb(row, reply, self.by_node[node].device, train=True)
             for key in _DEVICE_FIGURES:
                 if key in m and key not in ("test_accuracy", "test_loss", "evaluate_seconds"):
                     setattr(row, key, m[key])
