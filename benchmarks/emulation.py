@@ -120,18 +120,23 @@ def steps_for(work_seconds: float) -> int:
 
 # --- link: an echo and a sink behind the relay process -------------------------------------
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """``e``: echo everything; ``s``: 8 bytes say how many follow, the last one acknowledged."""
-    mode = await reader.readexactly(1)
-    if mode == b"s":
-        size = int.from_bytes(await reader.readexactly(8), "big")
-        await reader.readexactly(size)
-        writer.write(b"k")
-        await writer.drain()
-    else:
-        while data := await reader.read(65536):
-            writer.write(data)
+    """``e``: echo everything; ``s``: 8 bytes say how many follow, the last one acknowledged.
+    (A connection that closes at once, such as the relay's readiness probe, is no error.)"""
+    try:
+        mode = await reader.readexactly(1)
+        if mode == b"s":
+            size = int.from_bytes(await reader.readexactly(8), "big")
+            await reader.readexactly(size)
+            writer.write(b"k")
             await writer.drain()
-    writer.close()
+        else:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
 
 
 async def _pings(port: int, count: int) -> list[float]:

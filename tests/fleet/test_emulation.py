@@ -44,3 +44,27 @@ def test_record_in_results_adds_dilation_and_limits(tmp_path: Path) -> None:
         "nano-1",
         "pi-1",
     }
+
+
+def test_htfl_run_refuses_a_fleet_the_host_cannot_give_before_starting_it(tmp_path: Path) -> None:
+    """400 simulated Jetson Nanos on this host: each quota would be below the kernel's minimum;
+    exit 2 with one line naming a device, and no results directory, no fleet."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    exp = tmp_path / "exp.toml"
+    text = (repo / "experiments" / "quickstart.toml").read_text()
+    exp.write_text(text.replace('id = "quickstart"', 'id = "too-many"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "htfl", "run", str(exp), "--local-fleet", "1000"]
+        + ["--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "error: device jetson-nano-01 (jetson-nano): its CPU quota would be" in out, out
+    assert "Traceback" not in out
+    assert not (tmp_path / "r").exists()
