@@ -87,6 +87,14 @@ def test_a_device_over_its_memory_cap_is_reported_oom_killed(tmp_path: Path) -> 
     assert "jetson-nano-01: killed by the kernel's OOM killer" in report, report
     assert "memory cap of 80 MiB (device class jetson-nano)" in report
     assert not any(d.exists() for g in emulation.groups.values() for d in g.dirs)
+    # the cause outlives the cgroup: it is in the run's record
+    (tmp_path / "devices.json").write_text(json.dumps([{"device": "jetson-nano-01"}]))
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "failed"}))
+    record_in_results(tmp_path, emulation)
+    row = json.loads((tmp_path / "devices.json").read_text())[0]
+    assert "killed by the kernel's OOM killer" in row["emulation"]["exit_cause"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "jetson-nano-01" in summary["emulation"]["device_errors"]
 
 
 def test_htfl_run_local_fleet_applies_profiles_and_records_dilation(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ class Emulation:
     relay_ports: dict[str, int] = field(default_factory=dict)
     #: per mechanism, how it was applied or why it was not
     applied: dict[str, str] = field(default_factory=dict)
+    #: why a device died, when its limits killed it (kept when the cgroups are removed)
+    causes: dict[str, str] = field(default_factory=dict)
 
     def prepare(self) -> None:
         """Make every device's cgroup (or record why not) and choose its relay port."""
@@ -96,6 +98,8 @@ class Emulation:
 
     def exit_cause(self, name: str) -> str | None:
         """Why device ``name`` died, when its limits killed it (the OOM killer); else None."""
+        if name in self.causes:
+            return self.causes[name]
         group = self.groups.get(name)
         if group is None or group.oom_kills() == 0:
             return None
@@ -112,11 +116,20 @@ class Emulation:
             "time_dilation": self.plan.time_dilation,
             "host_cores": self.plan.host_cores,
             "applied": dict(self.applied),
-            "devices": {d.name: self.plan.record(d.name, self.applied) for d in self.plan.devices},
+            "devices": {
+                d.name: {
+                    **self.plan.record(d.name, self.applied),
+                    **({"exit_cause": c} if (c := self.exit_cause(d.name)) else {}),
+                }
+                for d in self.plan.devices
+            },
         }
 
     def stop(self) -> None:
         """Remove the cgroups (the fleet's processes have exited by now)."""
+        for name in list(self.groups):
+            if (cause := self.exit_cause(name)) is not None:
+                self.causes[name] = cause
         if self.tree is not None:
             self.tree.remove()
 
@@ -145,6 +158,8 @@ def record_in_results(results_dir: Path, emulation: Emulation) -> None:
         summary = json.loads(summary_path.read_text())
         summary["time_dilation"] = record["time_dilation"]
         summary["emulation"] = {k: record[k] for k in ("time_dilation", "host_cores", "applied")}
+        if emulation.causes:  # devices the limits killed (the OOM killer), each with its cause
+            summary["emulation"]["device_errors"] = dict(emulation.causes)
         write_json(summary_path, summary)
     devices_path = results_dir / "devices.json"
     if devices_path.exists():
