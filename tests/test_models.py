@@ -28,6 +28,15 @@ EXPECTED_ARCHS = {
     "resnet152",
     "mobilenet_v2",
     "harcnn",
+    # HtFLlib's family members (tests/test_htfllib_models.py)
+    "fedavgcnn",
+    "tv_resnet18",
+    "tv_resnet34",
+    "tv_resnet50",
+    "tv_resnet101",
+    "tv_resnet152",
+    "googlenet",
+    "tv_mobilenet_v2",
 }
 LIGHT_IMAGE_ARCHS = [
     "cnn4",

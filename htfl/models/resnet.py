@@ -28,8 +28,11 @@ ReLU make every depth emit exactly ``d`` features (``C`` is 64..512 for basic
 blocks, 2048 for bottlenecks). The adapter is part of the feature extractor and,
 like the shortcut projections, is not counted in the name.
 
-Init: He-normal convs, and the last BN scale in every residual branch set to 0
-so each block starts out as its shortcut (Goyal et al., 2017).
+Init: He-normal convs; from resnet18 up, the last BN scale in every residual branch
+set to 0 so each block starts out as its shortcut (Goyal et al., 2017). The shallow
+nets keep it at 1, as torchvision and HtFLlib do by default: zeroed, resnet4's single
+block starts as the identity and, at HtFLlib's settings (lr 0.01, no momentum, 3x32x32),
+it never gets past predicting the majority class.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from torch import Tensor, nn
 from htfl.models.base import SplitModel, check_feature_dim, image_shape, init_conv_bn
 
 STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
+#: nets with more residual blocks than this start each block as its shortcut (resnet18 up)
+ZERO_INIT_MIN_BLOCKS = 4
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -136,8 +141,10 @@ class ResNetFeatures(nn.Module):
         init_conv_bn(self)
         # Zero the last BN scale of every residual branch (Goyal et al., 2017) so each
         # block starts as (close to) its shortcut. Without it a fresh resnet152 in eval
-        # mode, where BN is still the identity, emits features of order 1e8.
-        for m in self.stages.modules():
+        # mode, where BN is still the identity, emits features of order 1e8. Only deep
+        # nets need it: in resnet4..10 it leaves the stem alone to carry the signal, and
+        # resnet4 at lr 0.01 without momentum then settles on the majority class.
+        for m in self.stages.modules() if sum(blocks_per_stage) > ZERO_INIT_MIN_BLOCKS else ():
             if isinstance(m, BasicBlock | Bottleneck):
                 last_bn = m.residual[-1]
                 assert isinstance(last_bn, nn.BatchNorm2d)

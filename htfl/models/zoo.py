@@ -15,6 +15,7 @@ from torch import nn
 from htfl.models.base import SplitModel
 from htfl.models.cnn import cnn4
 from htfl.models.harcnn import harcnn
+from htfl.models.htfllib import HTFLLIB_ARCHITECTURES
 from htfl.models.mobilenet import mobilenet_v2
 from htfl.models.resnet import (
     resnet4,
@@ -43,6 +44,8 @@ ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
     "resnet152": resnet152,
     "mobilenet_v2": mobilenet_v2,
     "harcnn": harcnn,
+    # HtFLlib's family members (torchvision's layer structure, HtFLlib's head replacement)
+    **HTFLLIB_ARCHITECTURES,
 }
 
 

@@ -24,6 +24,7 @@ from htfl.algorithms.base import TrainSettings
 from htfl.datasets import PartitionSpec, known_datasets
 from htfl.devices import DEVICE_CLASSES
 from htfl.models import ARCHITECTURES
+from htfl.models.htfllib import FAMILIES, family_members, memory_problem
 from htfl.validation import (
     Flag,
     Int,
@@ -210,6 +211,18 @@ class DevicesSection:
         return sum(self.classes.values()) if self.classes else len(self.names)
 
 
+def _known_family(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, str) and value and value not in FAMILIES:
+        raise fail(f"unknown model family {value!r}; known: {', '.join(FAMILIES)}")
+    if isinstance(value, list):
+        if not value:
+            raise fail("an empty list; give at least one architecture")
+        unknown = [v for v in value if v not in ARCHITECTURES]
+        if unknown:
+            raise fail(f"unknown architecture(s) {', '.join(map(repr, unknown))}")
+    return value
+
+
 @table
 class ModelsSection:
     """The architecture each device class trains, and the shared feature dimension."""
@@ -219,8 +232,28 @@ class ModelsSection:
         default_factory=dict
     )
 
-    def arch_for(self, device_class: str) -> str:
+    #: HtFLlib's family (e.g. "HtFE-img-4", htfl.models.htfllib.FAMILIES) or a list of
+    #: architectures: client i trains family[i % k] whatever its class, as HtFLlib assigns
+    #: them; empty: the per-class table
+    family: Annotated[Text | list[Text], AfterValidator(_known_family)] = ""
+
+    def members(self) -> tuple[str, ...]:
+        return family_members(self.family) if self.family else ()
+
+    def arch_for(self, device_class: str, client_index: int | None = None) -> str:
+        members = self.members()
+        if members and client_index is not None:
+            return members[client_index % len(members)]
         return self.by_class.get(device_class) or DEVICE_CLASSES[device_class].default_model
+
+    @model_validator(mode="after")
+    def _one_assignment(self) -> ModelsSection:
+        if self.family and self.by_class:
+            raise_problems(
+                "models",
+                [problem("family", "give a family or architectures per device class, not both")],
+            )
+        return self
 
 
 @table
@@ -273,6 +306,8 @@ class Experiment:
         }
         out["algorithm"]["params"] = dataclasses.asdict(self.algorithm_params)
         out["models"] = {"feature_dim": self.models.feature_dim, **self.models.by_class}
+        if self.models.family:
+            out["models"]["family"] = self.models.family
         return out
 
 
@@ -321,7 +356,10 @@ def _models_table(table: Any) -> Any:
     if not isinstance(table, dict):
         return table
     rest = dict(table)
-    return {"feature_dim": rest.pop("feature_dim", 512), "by_class": rest}
+    out = {"feature_dim": rest.pop("feature_dim", 512), "by_class": rest}
+    if "family" in rest:
+        out["family"] = rest.pop("family")
+    return out
 
 
 def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Experiment:
@@ -351,12 +389,34 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
         method = METHODS[algorithm.name.lower()]
         params = build(method.params, _keys(algorithm.params), "algorithm.params", problems)
         if method.homogeneous and models is not None and devices is not None:
-            archs = {models.arch_for(c) for c in devices.classes}
+            archs = set(models.members()) or {models.arch_for(c) for c in devices.classes}
             if len(archs) > 1:
                 problems.append(
                     f"models: {method.name} needs one architecture for every device class, "
                     f"got {', '.join(sorted(archs))}"
                 )
+    if models is not None and devices is not None and not problems:
+        problems.extend(_memory_problems(models, devices))
     if problems:
         raise ConfigError(path, problems)
     return Experiment(source=str(path), algorithm_params=params, **built)
+
+
+def _memory_problems(models: ModelsSection, devices: DevicesSection) -> list[str]:
+    """A model whose training state cannot fit in its device class's memory, per client.
+
+    Clients are numbered in the order of ``[devices] classes``; with ``names`` the classes are
+    only known at selection, so nothing is checked here.
+    """
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    clients = [c for c, n in devices.classes.items() for _ in range(n)]
+    for index, device_class in enumerate(clients):
+        arch = models.arch_for(device_class, index)
+        if (arch, device_class) in seen:
+            continue
+        seen.add((arch, device_class))
+        line = memory_problem(arch, device_class, models.feature_dim)
+        if line:
+            out.append(f"models: client {index}: {line}")
+    return out

@@ -126,6 +126,6 @@ def select(devices: list[Device], experiment: Experiment) -> list[Participant]:
             f"Connected: {connected}"
         )
     return [
-        Participant(d, index, experiment.models.arch_for(d.device_class))
+        Participant(d, index, experiment.models.arch_for(d.device_class, index))
         for index, d in enumerate(chosen)
     ]

@@ -1,0 +1,434 @@
+"""HtFLlib's model-family members, written without torchvision, and its head replacement.
+
+HtFLlib (github.com/TsingZ0/HtFLlib, ``system/main.py``) gives client ``i`` the model
+``family[i % k]`` of a named family, built by torchvision (``resnet18`` ... ``resnet152``,
+``googlenet(aux_logits=False)``) or by its own code (``FedAvgCNN``, ``mobilenet_v2``), and
+then (``BaseHeadSplit`` in ``system/flcore/trainmodel/models.py``) replaces the classifier
+(``fc``) by ``nn.AdaptiveAvgPool1d(feature_dim)`` and puts a new ``Linear(feature_dim,
+num_classes)`` head after it. The modules here follow torchvision's layer structure
+(``torchvision/models/resnet.py``, ``googlenet.py``) and HtFLlib's own definitions layer by
+layer, with the same initialisation, so a member has the same parameters as its original (the
+counts are checked against the published ones in ``tests/test_htfllib_models.py``). torchvision
+itself is not used: its PyPI build does not import beside the CPU torch the devices run.
+
+Names: ``fedavgcnn``, ``tv_resnet18`` ... ``tv_resnet152`` (ImageNet-style: 7x7 stem and
+max-pool, unlike the zoo's CIFAR-style ``resnetN``), ``googlenet``, ``tv_mobilenet_v2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from htfl.models.base import SplitModel, check_feature_dim, image_shape
+
+__all__ = ["FAMILIES", "HTFLLIB_ARCHITECTURES", "family_members"]
+
+
+def _pool_to(feature_dim: int) -> nn.Module:
+    """HtFLlib's replacement of the classifier: adaptive average pooling of the flat input."""
+    return nn.AdaptiveAvgPool1d(feature_dim)
+
+
+# --------------------------------------------------------------------------- FedAvgCNN
+
+
+class FedAvgCNNFeatures(nn.Module):
+    """conv(32,5)-relu-pool, conv(64,5)-relu-pool, flatten, fc1(dim->512)-relu, pool to d."""
+
+    def __init__(self, in_channels: int, dim: int, feature_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=5, padding=0, stride=1, bias=True),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=(2, 2)),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(32, 64, kernel_size=5, padding=0, stride=1, bias=True),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=(2, 2)),
+        )
+        self.fc1 = nn.Sequential(nn.Linear(dim, 512), nn.ReLU(inplace=True))
+        self.fc = _pool_to(feature_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.fc1(torch.flatten(self.conv2(self.conv1(x)), 1)))
+
+
+def fedavgcnn(input_shape: tuple[int, ...], num_classes: int, feature_dim: int = 512) -> SplitModel:
+    """FedAvgCNN; its flattened dimension follows the input (1600 for 32x32, 1024 for 28x28)."""
+    c, h, w = image_shape("fedavgcnn", input_shape, min_size=16)
+    check_feature_dim(feature_dim)
+    dim = 64 * (((h - 4) // 2 - 4) // 2) * (((w - 4) // 2 - 4) // 2)
+    features = FedAvgCNNFeatures(c, dim, feature_dim)
+    return SplitModel(features, feature_dim, num_classes, "fedavgcnn", (c, h, w))
+
+
+# --------------------------------------------------------------------------- ResNet (torchvision)
+
+
+def _conv3x3(i: int, o: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(i, o, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(i: int, o: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(i, o, kernel_size=1, stride=stride, bias=False)
+
+
+class TVBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class TVBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)  # torchvision v1.5: stride on the 3x3
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class TVResNetFeatures(nn.Module):
+    """torchvision's ResNet up to ``avgpool`` and ``flatten``; ``fc`` pools to ``d``."""
+
+    def __init__(
+        self,
+        block: type[TVBasicBlock] | type[TVBottleneck],
+        layers: tuple[int, int, int, int],
+        in_channels: int,
+        feature_dim: int,
+    ) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1)
+        self.layer2 = self._make_layer(block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = _pool_to(feature_dim)
+        self.out_channels = 512 * block.expansion
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(
+        self, block: type[TVBasicBlock] | type[TVBottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers: list[nn.Module] = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers.extend(block(self.inplanes, planes, 1, None) for _ in range(1, blocks))
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+_Block = type[TVBasicBlock] | type[TVBottleneck]
+_TV_RESNETS: dict[str, tuple[_Block, tuple[int, int, int, int]]] = {
+    "tv_resnet18": (TVBasicBlock, (2, 2, 2, 2)),
+    "tv_resnet34": (TVBasicBlock, (3, 4, 6, 3)),
+    "tv_resnet50": (TVBottleneck, (3, 4, 6, 3)),
+    "tv_resnet101": (TVBottleneck, (3, 4, 23, 3)),
+    "tv_resnet152": (TVBottleneck, (3, 8, 36, 3)),
+}
+
+
+def _tv_resnet(arch: str) -> Callable[..., SplitModel]:
+    block, layers = _TV_RESNETS[arch]
+
+    def build(input_shape: tuple[int, ...], num_classes: int, feature_dim: int = 512) -> SplitModel:
+        c, h, w = image_shape(arch, input_shape)
+        check_feature_dim(feature_dim)
+        features = TVResNetFeatures(block, layers, c, feature_dim)
+        return SplitModel(features, feature_dim, num_classes, arch, (c, h, w))
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = f"torchvision's {arch[3:]} with HtFLlib's head replacement."
+    return build
+
+
+# --------------------------------------------------------------------------- GoogLeNet
+
+
+class BasicConv2d(nn.Module):
+    def __init__(
+        self, i: int, o: int, kernel_size: int, stride: int = 1, padding: int = 0
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(i, o, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(o, eps=0.001)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    def __init__(
+        self, i: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool_proj: int
+    ) -> None:
+        super().__init__()
+        self.branch1 = BasicConv2d(i, c1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(i, c3r, kernel_size=1), BasicConv2d(c3r, c3, kernel_size=3, padding=1)
+        )
+        # torchvision keeps a 3x3 here (its "5x5" branch), so do we
+        self.branch3 = nn.Sequential(
+            BasicConv2d(i, c5r, kernel_size=1), BasicConv2d(c5r, c5, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(i, pool_proj, kernel_size=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = (self.branch1, self.branch2, self.branch3, self.branch4)
+        return torch.cat([b(x) for b in branches], 1)
+
+
+class GoogLeNetFeatures(nn.Module):
+    """torchvision's ``googlenet(aux_logits=False, transform_input=False)`` up to ``fc``."""
+
+    def __init__(self, in_channels: int, feature_dim: int) -> None:
+        super().__init__()
+        self.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=0.2)
+        self.fc = _pool_to(feature_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        for name in ("4a", "4b", "4c", "4d", "4e"):
+            x = getattr(self, f"inception{name}")(x)
+        x = self.inception5b(self.inception5a(self.maxpool4(x)))
+        return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+
+
+def googlenet(input_shape: tuple[int, ...], num_classes: int, feature_dim: int = 512) -> SplitModel:
+    c, h, w = image_shape("googlenet", input_shape, min_size=16)
+    check_feature_dim(feature_dim)
+    features = GoogLeNetFeatures(c, feature_dim)
+    return SplitModel(features, feature_dim, num_classes, "googlenet", (c, h, w))
+
+
+# --------------------------------------------------------------------------- MobileNetV2 (HtFLlib)
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, i: int, o: int, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+        padding = (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2d(i, o, kernel_size, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(o),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU(inp, hidden, kernel_size=1))
+        layers += [
+            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+_MOBILENET_V2_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+class MobileNetV2Features(nn.Module):
+    """HtFLlib's ``mobilenet_v2`` (torchvision's layers; classifier ``fc`` after dropout)."""
+
+    def __init__(self, in_channels: int, feature_dim: int) -> None:
+        super().__init__()
+        channels, last = _make_divisible(32), _make_divisible(1280)
+        features: list[nn.Module] = [ConvBNReLU(in_channels, channels, stride=2)]
+        for t, c, n, s in _MOBILENET_V2_SETTING:
+            out = _make_divisible(c)
+            for i in range(n):
+                features.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
+                channels = out
+        features.append(ConvBNReLU(channels, last, kernel_size=1))
+        self.features = nn.Sequential(*features)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = _pool_to(feature_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, 1).reshape(x.shape[0], -1)
+        return self.fc(self.dropout(x))
+
+
+def tv_mobilenet_v2(
+    input_shape: tuple[int, ...], num_classes: int, feature_dim: int = 512
+) -> SplitModel:
+    c, h, w = image_shape("tv_mobilenet_v2", input_shape)
+    check_feature_dim(feature_dim)
+    features = MobileNetV2Features(c, feature_dim)
+    return SplitModel(features, feature_dim, num_classes, "tv_mobilenet_v2", (c, h, w))
+
+
+# --------------------------------------------------------------------------- families
+
+#: name -> constructor, merged into :data:`htfl.models.ARCHITECTURES`
+HTFLLIB_ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
+    "fedavgcnn": fedavgcnn,
+    **{name: _tv_resnet(name) for name in _TV_RESNETS},
+    "googlenet": googlenet,
+    "tv_mobilenet_v2": tv_mobilenet_v2,
+}
+
+_IMG8 = (
+    "fedavgcnn",
+    "googlenet",
+    "tv_mobilenet_v2",
+    "tv_resnet18",
+    "tv_resnet34",
+    "tv_resnet50",
+    "tv_resnet101",
+    "tv_resnet152",
+)
+
+#: HtFLlib's families (``system/main.py``) whose members htfl has, in HtFLlib's order.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "HtFE-img-2": ("fedavgcnn", "tv_resnet18"),
+    "HtFE-img-4": ("fedavgcnn", "googlenet", "tv_mobilenet_v2", "tv_resnet18"),
+    "HtFE-img-5": ("googlenet", "tv_mobilenet_v2", "tv_resnet18", "tv_resnet34", "tv_resnet50"),
+    "HtFE-img-8": _IMG8,
+}
+
+
+def family_members(family: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The architectures of a family name, or of an explicit list (returned as it is)."""
+    if isinstance(family, str):
+        if family not in FAMILIES:
+            raise ValueError(
+                f"unknown model family {family!r}; known: {', '.join(FAMILIES)} "
+                "(or give a list of architectures)"
+            )
+        return FAMILIES[family]
+    return tuple(family)
+
+
+#: bytes per parameter while training: weights, gradients, SGD momentum, the upload's copy
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def memory_problem(
+    arch: str, device_class: str, feature_dim: int, input_shape: tuple[int, ...] = (3, 32, 32)
+) -> str | None:
+    """Why ``arch`` cannot train on ``device_class`` (its parameters' training state exceeds
+    the class's memory), or None. Counted on the meta device: nothing is allocated. The
+    activations come on top, so passing this is necessary, not sufficient."""
+    from htfl.devices import DEVICE_CLASSES
+    from htfl.models.zoo import build_model, count_parameters
+
+    memory_mb = DEVICE_CLASSES[device_class].profile.memory_mb
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, input_shape, 10, feature_dim)
+    except ValueError:
+        return None  # not an image model: its size depends on the dataset's shape
+    need_mb = count_parameters(model) * TRAINING_BYTES_PER_PARAMETER / 2**20
+    if need_mb <= memory_mb:
+        return None
+    return (
+        f"{arch} needs about {need_mb:,.0f} MB for its parameters' training state, more than "
+        f"a {device_class} has ({memory_mb:,} MB)"
+    )
