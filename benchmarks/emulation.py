@@ -259,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_fleet([(f"{c}-01", c) for c in classes])
     no_cgroups = unavailable_reason()
     times: dict[str, float] = {}
+    achieved: dict[str, float] = {}  # CPU seconds per wall second: the quota as it bound
     if no_cgroups is None:
         steps = steps_for(args.work_seconds)
         tree = CgroupTree()
         try:
             for d in plan.devices:
-                times[d.device_class] = time_steps(steps, tree, d)[0]
+                wall, cpu = time_steps(steps, tree, d)
+                times[d.device_class], achieved[d.device_class] = wall, cpu / wall
         finally:
             tree.remove()
     # The profile fixes ratios only: scale the measured speeds so their geometric mean is the
@@ -287,23 +289,26 @@ def main(argv: list[str] | None = None) -> int:
         "geometric mean"
     )
     print(
-        "| class | CPU quota (cores) | speed: profile | speed: measured | err "
+        "| class | CPU quota (cores) | used (cores) | speed: profile | speed: measured | err "
         "| link Mbit/s | measured Mbit/s | err | added RTT: profile ms | measured ms "
         "| loss: profile | observed (pings) | memory cap MiB | binds here |"
     )
-    print("|" + "---|" * 14)
+    print("|" + "---|" * 15)
     for d in plan.devices:
         link = measure_link(d.link, args.payload_bytes, args.pings, args.loss_pings, args.repeat)
         expected_speed = d.relative_speed
         if speeds:
             measured_speed = speeds[d.device_class]
-            speed = f"{measured_speed:.3f} | {pct(measured_speed, expected_speed)}"
+            speed = (
+                f"{achieved[d.device_class]:.3f} | {expected_speed:.3f} | {measured_speed:.3f} "
+                f"| {pct(measured_speed, expected_speed)}"
+            )
         else:
-            speed = f"not measured ({no_cgroups}) | -"
+            speed = f"- | {expected_speed:.3f} | not measured ({no_cgroups}) | -"
         bw = d.link.bandwidth_bit_s / 1e6
         binds = "yes" if d.memory_bytes < plan.host_memory_bytes else "no (above host memory)"
         print(
-            f"| {d.device_class} | {d.cpu_cores:.3f} | {expected_speed:.3f} | {speed} "
+            f"| {d.device_class} | {d.cpu_cores:.3f} | {speed} "
             f"| {bw:g} | {link['bandwidth_mbit_s']:.1f} | {pct(link['bandwidth_mbit_s'], bw)} "
             f"| {2 * d.link.latency_s * 1e3:.1f} | {link['added_rtt_ms']:.1f} "
             f"| {d.link.loss:g} | {link['observed_loss']:.4f} ({args.loss_pings}) "
