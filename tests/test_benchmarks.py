@@ -90,6 +90,13 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             "report_render_seconds=",
             id="report",
         ),
+        pytest.param(
+            "benchmarks.htfllib_parity",  # the htfl side only: HtFLlib needs torchvision
+            ["--toy", "--rounds", "2", "--methods", "local,fedproto,fml"]
+            + ["--family", "cnn4,resnet6", "--feature-dim", "32"],
+            "| fml |",
+            id="htfllib_parity",
+        ),
     ],
 )
 def test_benchmark_runs_at_toy_size(module: str, args: list[str], closing: str) -> None:

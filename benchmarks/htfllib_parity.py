@@ -1,0 +1,232 @@
+"""htfl against HtFLlib, method by method, on the same clients, samples, models and settings.
+
+Given a HtFLlib checkout (``--htfllib PATH``, its code unmodified) and the name of one of its
+dataset folders (``PATH/dataset/NAME``, as its ``dataset/generate_*.py`` write them), this
+imports the folder into htfl shards (``htfl data import-pfllib``: the same clients with the
+same samples in the same order), then for every method runs
+
+* HtFLlib: ``python -u main.py`` in ``PATH/system`` on the CPU with ``total.sh``'s flags
+  (``-lr 0.01 -jr 1 -lbs 10 -ls 1 -fd D -m FAMILY``, plus the method's own), ``-gr ROUNDS``;
+  its "Averaged Test Accuracy" after each round and its seconds per round are read from its
+  output;
+* htfl: the method's real client and server sides in this process (no Flower, as
+  ``benchmarks/in_process.py``), client i on its imported shard with ``family[i % k]``, under
+  ``preset = "htfllib"`` (HtFLlib's setup and each method's defaults and choices).
+
+Both report accuracy as HtFLlib does: correct predictions over all clients' test samples after
+each round. Prints per method: best and final accuracy of each, the differences, and seconds
+per round. Without ``--htfllib`` only the htfl side runs (what CI's smoke test does, on a tiny
+folder written by ``--toy`` in PFLlib's format from the bundled digits).
+
+Usage:
+    python -m benchmarks.htfllib_parity --htfllib ~/HtFLlib --dataset Cifar10 \\
+        --family HtFE-img-4 --rounds 20 [--methods local,fedproto,...]
+    python -m benchmarks.htfllib_parity --toy --rounds 2 --methods local,fedproto
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from htfl.algorithms import get_method
+from htfl.datasets import load_shard
+from htfl.models import build_model
+from htfl.models.htfllib import family_members
+from htfl.workstation.config.experiment import experiment_from_dict
+from htfl.workstation.datasets.pfllib import import_pfllib
+from tests.support.rounds import run_round
+
+#: htfl method -> (HtFLlib's -algo, its flags from system/total.sh)
+HTFLLIB: dict[str, tuple[str, list[str]]] = {
+    "local": ("Local", []),
+    "fedproto": ("FedProto", ["-lam", "10"]),
+    "fedgen": ("FedGen", ["-nd", "32", "-glr", "0.1", "-hd", "512", "-se", "100"]),
+    "fd": ("FD", ["-lam", "1"]),
+    "fml": ("FML", ["-al", "0.5", "-bt", "0.5"]),
+    "fedkd": ("FedKD", ["-mlr", "0.01", "-Ts", "0.95", "-Te", "0.98"]),
+    "lg_fedavg": ("LG-FedAvg", []),
+    "fedgh": ("FedGH", ["-slr", "0.01", "-se", "1"]),
+    "fedtgp": ("FedTGP", ["-lam", "10", "-se", "100", "-mart", "100"]),
+    "fedmrl": ("FedMRL", ["-sfd", "128"]),
+}
+_ACC = re.compile(r"Averaged Test Accuracy: ([0-9.]+)")
+_COST = re.compile(r"-+ time cost -+ ([0-9.]+)")
+
+
+def write_toy_folder(root: Path, num_clients: int = 3) -> Path:
+    """A tiny PFLlib-format folder (np.savez_compressed of {'x','y'}, config.json) from the
+    bundled digits, so the smoke test runs without any download."""
+    from htfl.datasets.digits import DigitsLoader
+
+    loaded = DigitsLoader().load()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(loaded.num_samples)[: num_clients * 60]
+    sizes = []
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+    for i, part in enumerate(np.array_split(order, num_clients)):
+        x, y = loaded.x[part], loaded.y[part]
+        cut = int(0.75 * len(part))
+        for split, sl in (("train", slice(0, cut)), ("test", slice(cut, None))):
+            with open(root / split / f"{i}.npz", "wb") as f:
+                np.savez_compressed(f, data={"x": x[sl], "y": y[sl]})
+        values, counts = np.unique(y, return_counts=True)
+        sizes.append([[int(v), int(c)] for v, c in zip(values, counts, strict=True)])
+    config = {
+        "num_clients": num_clients,
+        "num_classes": loaded.num_classes,
+        "non_iid": False,
+        "balance": True,
+        "partition": "-",
+        "Size of samples for labels in clients": sizes,
+        "alpha": 0.1,
+        "batch_size": 10,
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    return root
+
+
+def run_htfl(method: str, manifest_dir: Path, family: list[str], feature_dim: int, rounds: int):
+    """Best, final accuracy and seconds per round of htfl's method under the htfllib preset."""
+    exp = experiment_from_dict(
+        {
+            "experiment": {"id": "parity", "rounds": rounds, "preset": "htfllib"},
+            "algorithm": {"name": method},
+            "data": {"dataset": "imported", "partition": "imported", "manifest": "x"},
+            "devices": {"classes": {"jetson-agx-orin": 1}},
+            "models": {"feature_dim": feature_dim, "family": family},
+        }
+    )
+    m = get_method(method)
+    clients = []
+    shard0 = load_shard(manifest_dir, 0)
+    n = int(json.loads((manifest_dir / "manifest.json").read_text())["num_clients"])
+    for i in range(n):
+        shard = shard0 if i == 0 else load_shard(manifest_dir, i)
+        torch.manual_seed(i)
+        arch = family[i % len(family)]
+        model = build_model(arch, shard.input_shape, shard.num_classes, feature_dim)
+        clients.append(m.client(model, shard, exp.training, exp.algorithm_params, i))
+    server = m.server(exp.algorithm_params, shard0.num_classes, feature_dim, seed=0)
+    curve, start = [], time.perf_counter()
+    for _ in range(rounds):
+        run_round(server, clients)
+        download = server.global_payload()
+        correct = total = 0
+        for c in clients:
+            c.receive(download)
+            r = c.evaluate()
+            correct += r.accuracy * r.num_samples
+            total += r.num_samples
+        curve.append(correct / max(total, 1))
+    return max(curve), curve[-1], (time.perf_counter() - start) / rounds
+
+
+def run_htfllib(
+    method: str, checkout: Path, dataset: str, family: str, feature_dim: int, rounds: int,
+    num_clients: int, num_classes: int, timeout: float,
+):
+    """Best, final accuracy and seconds per round of HtFLlib's own run, from its output."""
+    algo, flags = HTFLLIB[method]
+    cmd = [
+        sys.executable, "-u", "main.py", "-data", dataset, "-m", family, "-algo", algo,
+        "-gr", str(rounds), "-nc", str(num_clients), "-ncl", str(num_classes),
+        "-fd", str(feature_dim), "-lr", "0.01", "-jr", "1", "-lbs", "10", "-ls", "1",
+        "-eg", "1", "-t", "1", "-dev", "cpu", "-did", "0", *flags,
+    ]  # fmt: skip
+    out = subprocess.run(
+        cmd, cwd=checkout / "system", capture_output=True, text=True, timeout=timeout
+    )
+    accs = [float(a) for a in _ACC.findall(out.stdout)]
+    costs = [float(c) for c in _COST.findall(out.stdout)]
+    if out.returncode != 0 or len(accs) < rounds + 1:
+        tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
+        raise RuntimeError(f"HtFLlib {algo} failed (exit {out.returncode}): {' | '.join(tail)}")
+    after = accs[1 : rounds + 1]  # accs[i]: evaluated at the start of round i, after i rounds
+    return max(after), after[-1], sum(costs[1:]) / max(len(costs) - 1, 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--htfllib", type=Path, default=None, help="a HtFLlib checkout")
+    parser.add_argument("--dataset", default="", help="folder name under HtFLlib's dataset/")
+    parser.add_argument("--toy", action="store_true", help="a tiny digits folder (htfl only)")
+    parser.add_argument("--family", default="HtFE-img-4", help="family name or a,b,c")
+    parser.add_argument("--feature-dim", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--methods", default=",".join(HTFLLIB))
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="per HtFLlib run, s")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    family = list(family_members(args.family if "," not in args.family else args.family.split(",")))
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in HTFLLIB]
+    if unknown:
+        parser.error(f"--methods: not compared: {', '.join(unknown)} (known: {', '.join(HTFLLIB)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.toy:
+            folder = write_toy_folder(Path(tmp) / "digits")
+        elif args.htfllib and args.dataset:
+            folder = args.htfllib / "dataset" / args.dataset
+        else:
+            parser.error("give --htfllib PATH and --dataset NAME, or --toy")
+        manifest = import_pfllib(folder, Path(tmp) / "shards")
+        print(
+            f"# {folder}: {manifest.num_clients} clients, {manifest.num_classes} classes, "
+            f"input {manifest.input_shape}; family {family}; d = {args.feature_dim}; "
+            f"{args.rounds} rounds; torch {torch.__version__}, CPU, 1 thread"
+        )
+        rows = []
+        for method in methods:
+            best, final, sec = run_htfl(
+                method, Path(tmp) / "shards", family, args.feature_dim, args.rounds
+            )
+            row = {"method": method, "htfl_best": best, "htfl_final": final, "htfl_s": sec}
+            if args.htfllib and not args.toy:
+                try:
+                    row["h_best"], row["h_final"], row["h_s"] = run_htfllib(
+                        method, args.htfllib, args.dataset, args.family, args.feature_dim,
+                        args.rounds, manifest.num_clients, manifest.num_classes, args.timeout,
+                    )  # fmt: skip
+                except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+                    row["error"] = str(err)[:120]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    head = "| method | htfl best | htfl final | HtFLlib best | HtFLlib final | diff best | diff final | htfl s/round | HtFLlib s/round |"  # noqa: E501
+    print(head)
+    print("|---" * 9 + "|")
+    for r in rows:
+        h = "h_best" in r
+
+        def f(key: str, row: dict = r) -> str:
+            return f"{row[key]:.4f}" if key in row else "-"
+
+        print(
+            f"| {r['method']} | {f('htfl_best')} | {f('htfl_final')} | {f('h_best')} | "
+            f"{f('h_final')} | {r['htfl_best'] - r['h_best']:+.4f} | "
+            if h
+            else f"| {r['method']} | {f('htfl_best')} | {f('htfl_final')} | - | - | - | ",
+            end="",
+        )
+        print(
+            (f"{r['htfl_final'] - r['h_final']:+.4f} | " if h else "- | ")
+            + f"{r['htfl_s']:.2f} | "
+            + (f"{r['h_s']:.2f} |" if h else "- |")
+            + (f" {r['error']}" if "error" in r else "")
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
