@@ -62,6 +62,22 @@ def test_table_matches_what_the_exporters_really_export(make_tree):
             # Every device series is in the device section, under its own name.
             assert sample_name.startswith("htfl_device_")
 
+    # A discrete NVIDIA GPU: no NVML here, so the NVML stand-in of tests/telemetry/test_nvml.py
+    from htfl.device.telemetry.probes import NvmlGpuProbe, SysReader
+
+    from .test_nvml import FakeNvml
+
+    gpu = DeviceTelemetry(
+        "gpu-01",
+        "x86",
+        "/nonexistent-root",
+        platform="x86",
+        probes=[NvmlGpuProbe(SysReader("/nonexistent-root"), nvml=FakeNvml())],
+    )
+    gpu.sampler.sample_once()
+    for sample_name, mtype in _exported_names(gpu).items():
+        assert exported.setdefault(sample_name, mtype) == mtype
+
     rows = documented_metrics(section=SECTION)
     missing = set(exported) - set(rows)
     phantom = set(rows) - set(exported)

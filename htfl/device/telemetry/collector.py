@@ -156,6 +156,20 @@ METRICS: dict[str, MetricSpec] = {
             "Current frequency of the integrated GPU (devfreq).",
         ),
         _m(
+            "htfl_device_gpu_memory_used_bytes",
+            "gauge",
+            "bytes",
+            ("gpu",),
+            "Memory in use on a discrete NVIDIA GPU (NVML; absent on shared-memory boards).",
+        ),
+        _m(
+            "htfl_device_gpu_memory_total_bytes",
+            "gauge",
+            "bytes",
+            ("gpu",),
+            "Memory of a discrete NVIDIA GPU (NVML; absent on shared-memory boards).",
+        ),
+        _m(
             "htfl_device_npu_utilisation_ratio",
             "gauge",
             "ratio",

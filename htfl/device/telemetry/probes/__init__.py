@@ -10,6 +10,8 @@ linux       cpu, cpufreq, memory, thermal, netdev
 jetson      linux + jetson_gpu
 rk3588      linux + rk3588_gpu, rk3588_npu
 x86         linux + coretemp
+(any)       + nvml_gpu on x86 and linux where nvidia-ml-py imports (an optional
+            dependency: absent, no NVML probe and no series from it)
 android     cpu (Android variant: denied /proc/stat is "not available"),
             cpufreq, memory, thermal, netdev
 ==========  ===================================================================
@@ -25,6 +27,7 @@ from .base import Opener, Probe, ProbeUnavailable, Series, SysReader, default_op
 from .detect import PLATFORMS, detect_platform, explain_platform
 from .jetson import JetsonGpuProbe
 from .linux import CpuFreqProbe, MemInfoProbe, NetDevProbe, ProcStatProbe, ThermalZoneProbe
+from .nvml import NvmlGpuProbe, nvml_module
 from .process import WorkerProcessProbe
 from .rk3588 import Rk3588GpuProbe, Rk3588NpuProbe
 from .x86 import CoretempProbe
@@ -37,6 +40,7 @@ __all__ = [
     "JetsonGpuProbe",
     "MemInfoProbe",
     "NetDevProbe",
+    "NvmlGpuProbe",
     "Opener",
     "Probe",
     "ProbeUnavailable",
@@ -66,6 +70,13 @@ def _generic(reader: SysReader) -> list[Probe]:
 
 def build_probes(platform: str, reader: SysReader) -> list[Probe]:
     """The sysfs/procfs probes for *platform* (one of :data:`PLATFORMS`)."""
+    if platform in ("linux", "x86") and nvml_module() is not None:
+        return [*_sysfs_probes(platform, reader), NvmlGpuProbe(reader)]
+    return _sysfs_probes(platform, reader)
+
+
+def _sysfs_probes(platform: str, reader: SysReader) -> list[Probe]:
+    """The sysfs/procfs probes alone."""
     if platform == "linux":
         return _generic(reader)
     if platform == "jetson":
