@@ -4,11 +4,14 @@
 # Build it with `python -m htfl.workstation.fleet.image` (fills build/container/ with htfl's
 # wheel and its dependencies' wheels, then builds with no network). By hand:
 #
-#   python -m htfl.workstation.fleet.image --tag localhost/htfl:latest          # amd64 host
+#   python -m htfl.workstation.fleet.image --tag localhost/htfl:latest    # amd64, podman, offline
+#
+#   python -m htfl.workstation.fleet.image --prepare-only                 # then, with a registry:
+#   docker build --build-arg BASE_IMAGE=debian:bookworm-slim --build-arg PIP_OPTIONS=--no-index \
+#       -t localhost/htfl:latest .                                        # amd64
 #   podman build --platform linux/arm64 --build-arg BASE_IMAGE=debian:bookworm-slim \
-#       -t localhost/htfl:arm64 .      # arm64 (qemu-user-static on an x86 host): pip takes the
-#                                      # aarch64 torch wheel from PyPI, htfl's wheel from the context
-#   docker build --build-arg BASE_IMAGE=debian:bookworm-slim -t htfl .   # with a registry
+#       -t localhost/htfl:arm64 .       # arm64 (qemu-user-static on an x86 host): pip takes the
+#                                       # aarch64 wheels (torch's too) from PyPI, htfl's from here
 #
 # BASE_IMAGE: a Debian bookworm image. Without a registry, htfl.workstation.fleet.base_image
 # builds localhost/debian:bookworm-slim with debootstrap (Python included, so this build needs

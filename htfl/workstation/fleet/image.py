@@ -116,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         help=f"base image (default: {LOCAL_BASE}, built here with debootstrap when missing)",
     )
     p.add_argument("--platform", default=None, help="e.g. linux/arm64 (default: the host's)")
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only fill build/container/ (for a build with docker or another engine)",
+    )
     args = p.parse_args(argv)
     start = time.monotonic()
+    if args.prepare_only:
+        print(prepare_wheels())
+        return 0
     build_image(args.tag, args.base_image, args.platform)
     print(f"{args.tag}: built in {time.monotonic() - start:.0f} s")
     return 0

@@ -1,0 +1,211 @@
+"""The simulated lab in real containers (podman + podman-compose, as CI installs them):
+build the image on the locally built Debian base, bring up a SuperLink and 3 devices of 3
+classes with `htfl fleet up`, run a 3-round experiment with `htfl run` against it, check every
+row of rounds.csv, and check that `htfl fleet down` leaves no container, network or volume.
+
+Needs root (rootful podman, debootstrap for the base image) and the Debian packages in
+deploy/ci-containers.apt; skipped elsewhere (under CI a skip fails the run)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from htfl.devices import device_class
+from htfl.ports import free_port
+from htfl.workstation.fleet.base_image import podman_env
+from htfl.workstation.fleet.profiles import plan_fleet
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
+#: three classes with the largest quotas (quicker rounds on a 2-core CI machine)
+DEVICES = {
+    "agx-orin-01": "jetson-agx-orin",
+    "orin-nano-01": "jetson-orin-nano",
+    "xavier-nx-01": "jetson-xavier-nx",
+}
+ROUNDS = 3
+
+if os.geteuid() != 0 or not (shutil.which("podman-compose") and shutil.which("debootstrap")):
+    pytest.skip(
+        "needs root, podman, podman-compose and debootstrap (deploy/ci-containers.apt)",
+        allow_module_level=True,
+    )
+
+
+def htfl(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "htfl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def podman(*args: str) -> str:
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=120
+    )
+    return done.stdout
+
+
+def project_leftovers(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes whose names carry the project, as podman lists them."""
+    containers = [
+        (c.get("Names") or [""])[0]
+        for c in json.loads(podman("ps", "-a", "--format", "json") or "[]")
+    ]
+    return {
+        "containers": [c for c in containers if c.startswith(f"{project}-")],
+        "networks": [
+            n
+            for n in podman("network", "ls", "--format", "{{.Name}}").split()
+            if n.startswith(f"{project}_")
+        ],
+        "volumes": [
+            v
+            for v in podman("volume", "ls", "--format", "{{.Name}}").split()
+            if v.startswith(f"{project}_")
+        ],
+    }
+
+
+def experiment(port: int) -> str:
+    classes = ", ".join(f'"{c}" = 1' for c in DEVICES.values())
+    models = "\n".join(f'"{c}" = "cnn4"' for c in DEVICES.values())
+    return f"""
+[experiment]
+id = "containers"
+rounds = {ROUNDS}
+eval_every = {ROUNDS}
+seed = 1
+[algorithm]
+name = "fedavg"
+[data]
+dataset = "digits"
+partition = "iid"
+train_fraction = 0.2
+[training]
+batch_size = 16
+[devices]
+classes = {{ {classes} }}
+deadline_seconds = 300
+min_replies = {len(DEVICES)}
+[models]
+feature_dim = 16
+{models}
+[superlink]
+address = "127.0.0.1:{port}"
+"""
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    from htfl.workstation.fleet.image import IMAGE, build_image
+
+    build_image(IMAGE)  # the local Debian base first when missing; cached layers after
+    return IMAGE
+
+
+def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, tmp_path):
+    project = f"htfl-ci{os.getpid()}"
+    port = free_port()
+    results = tmp_path / "results"
+    try:
+        up = htfl(
+            "fleet",
+            "up",
+            "--engine",
+            "compose",
+            "--project",
+            project,
+            "--inventory",
+            "deploy/inventory/sim-lab.yml",
+            "--limit",
+            ",".join(DEVICES),
+            "--port",
+            str(port),
+            "--results",
+            str(results),
+            "--timeout",
+            "600",
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = htfl("fleet", "status", "--project", project)
+        assert status.returncode == 0, status.stdout + status.stderr
+        for name in DEVICES:
+            assert f"{project}-{name}" in status.stdout
+        # each class's quota and cap reached its container
+        plan = plan_fleet(list(DEVICES.items()))
+        for name, cls in DEVICES.items():
+            config = json.loads(podman("inspect", f"{project}-{name}"))[0]["HostConfig"]
+            cores = config["CpuQuota"] / config["CpuPeriod"]
+            assert cores == pytest.approx(plan.device(name).cpu_cores, abs=0.002), name
+            assert config["Memory"] == device_class(cls).profile.memory_mb * 2**20, name
+
+        exp = tmp_path / "containers.toml"
+        exp.write_text(experiment(port))
+        run = htfl("run", str(exp), "--results", str(results), "--timeout", "900", timeout=1000)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+        out = results / "containers"
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["status"] == "finished", summary
+        with open(out / "rounds.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert sorted((int(r["round"]), r["device"]) for r in rows) == sorted(
+            (rnd, name) for rnd in range(1, ROUNDS + 1) for name in DEVICES
+        )
+        for row in rows:
+            where = f"round {row['round']} {row['device']}"
+            assert row["status"] == "ok", (where, row["error"])
+            assert row["device_class"] == DEVICES[row["device"]], where
+            assert float(row["train_seconds"]) > 0, where
+            assert int(row["bytes_up"]) > 0 and int(row["bytes_down"]) > 0, where
+            assert float(row["train_loss"]) > 0, where
+            if int(row["round"]) == ROUNDS:
+                assert 0.0 <= float(row["test_accuracy"]) <= 1.0, where
+    finally:
+        down = htfl("fleet", "down", "--project", project)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert project_leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_a_device_whose_container_exits_is_named_and_the_lab_taken_down(image, tmp_path):
+    """A memory cap far below what the agent needs (an 8 MB 'Jetson Nano'): the container is
+    killed while the agent starts, `up` fails naming the device, and nothing is left."""
+    from htfl.workstation.fleet.compose import ComposeOptions
+    from htfl.workstation.fleet.containers import ComposeFleet, FleetError
+    from htfl.workstation.fleet.profiles import with_overrides
+    from htfl.workstation.inventory import load_inventory
+
+    project = f"htfl-ci{os.getpid()}x"
+    hosts = load_inventory(REPO / "deploy" / "inventory" / "sim-lab.yml").of_class("jetson-nano")
+    tiny = with_overrides(device_class("jetson-nano").profile, memory_mb=8)
+    plan = plan_fleet([(hosts[0].name, "jetson-nano")], profiles={"jetson-nano": tiny})
+    fleet = ComposeFleet(
+        tmp_path / project,
+        ComposeOptions(
+            project=project,
+            port=free_port(),
+            results_dir=str(tmp_path / "r"),
+            repo=str(REPO),
+            config_dir=str(tmp_path / project),
+            monitoring="off",
+        ),
+    )
+    start = time.monotonic()
+    with pytest.raises(FleetError, match=f"device {hosts[0].name}: container {project}-"):
+        fleet.up(hosts[:1], plan, timeout=300)
+    assert time.monotonic() - start < 300
+    assert project_leftovers(project) == {"containers": [], "networks": [], "volumes": []}
