@@ -32,3 +32,14 @@ def test_algorithms_benchmark_runs_at_toy_size(tmp_path: Path) -> None:
     assert "# digits, Dirichlet 0.1, 4 clients, 1 rounds" in out, out[-2000:]
     (row,) = [line for line in out.splitlines() if line.startswith("| fedavg |")]
     assert "failed" not in row and float(row.split("|")[2]) > 0, row
+
+
+def test_simulate_benchmark_runs_at_toy_size() -> None:
+    # four virtual clients in Flower's simulation runtime, one round, and the in-process path
+    out = run_benchmark(
+        "benchmarks.simulate", "--clients", "4", "--rounds", "1", "--methods", "fedavg", timeout=600
+    )
+    (row,) = [line for line in out.splitlines() if line.startswith("| 4 | fedavg |")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert float(cells[2]) > 0 and cells[6] == "True", row
+    assert abs(float(cells[4]) - float(cells[5])) < 0.02, f"simulated vs in process: {row}"

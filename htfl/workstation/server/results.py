@@ -56,6 +56,9 @@ class ClientRoundRow:
     num_test: int | None = None
     round_started: float | None = None
     error: str = ""
+    #: times, transfer and energy modelled from the device class profile (a simulated client,
+    #: ``htfl run --simulate``), not measured on a device
+    modelled: bool | None = None
     #: which meter priced energy_joules, and what it measures (wall, board, module,
     #: cpu-package, battery): compare energy only between rows of the same scope
     energy_meter: str = ""

@@ -21,6 +21,7 @@ from htfl.workstation.server.exchange import Exchange, exchange
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import ClientRoundRow, ResultsStore
 from htfl.workstation.server.selection import Participant
+from htfl.workstation.simulation.deadline import modelled_stragglers, wall_deadline
 
 if TYPE_CHECKING:
     from htfl.workstation.power.rounds import RunPower
@@ -139,7 +140,11 @@ class RoundLoop:
             base = {**self.resume.setup, "experiment_id": exp.id, "resume_private_state": True}
         self.setup_base = base
         messages = [self._setup_message(p) for p in self.participants]
-        result = exchange(self.grid, messages, deadline_seconds=exp.devices.setup_deadline_seconds)
+        result = exchange(
+            self.grid,
+            messages,
+            deadline_seconds=wall_deadline(self.grid, exp.devices.setup_deadline_seconds),
+        )
         sent, received = result.bytes_sent, result.bytes_received
         failed = {n: e for n, e in result.errors.items()}
         failed.update({n: "no reply before the deadline" for n in result.missing})
@@ -351,6 +356,8 @@ class RoundLoop:
                         setattr(row, key, m[key])
                 if "energy_partial" in m:
                     row.energy_partial = bool(m["energy_partial"])
+                if "modelled" in m:  # a simulated client: its figures are its class's model
+                    row.modelled = bool(m["modelled"])
                 for key in ("num_train", "num_test"):
                     if key in m:
                         setattr(row, key, int(m[key]))
@@ -401,20 +408,25 @@ class RoundLoop:
         # The device drops a train task older than its deadline when it gets to it (frozen,
         # or behind): the server has closed that round, and training it would be wasted.
         config = {"round": rnd, "deadline_seconds": deadline}
+        ttl = deadline * GRACE_FACTOR
         messages = [
-            _message(p, protocol.TRAIN, config, payload, ttl=deadline * GRACE_FACTOR)
+            _message(p, protocol.TRAIN, config, payload, ttl=wall_deadline(self.grid, ttl))
             for p in self.participants
         ]
         t0 = time.time()
         ex = exchange(
             self.grid,
             messages,
-            deadline_seconds=deadline,
+            deadline_seconds=wall_deadline(self.grid, deadline),
             min_replies=self.exp.devices.min_replies,
             grace_factor=GRACE_FACTOR,
         )
         self._wait_seconds += time.time() - t0
+        # simulated clients: late when their modelled round time is past the deadline
+        stragglers = modelled_stragglers(ex, deadline)
         rows = self._rows(rnd, ex)
+        for row in rows:
+            row.error = stragglers.get(row.node_id, row.error)
         uploads = []
         for node, reply in ex.replies.items():
             setup = self.setups[node]
@@ -438,7 +450,9 @@ class RoundLoop:
         messages = [_message(p, protocol.EVALUATE, {}, payload) for p in targets]
         t0 = time.time()
         ex = exchange(
-            self.grid, messages, deadline_seconds=self.exp.devices.evaluate_deadline_seconds
+            self.grid,
+            messages,
+            deadline_seconds=wall_deadline(self.grid, self.exp.devices.evaluate_deadline_seconds),
         )
         self._wait_seconds += time.time() - t0
         for row in rows:

@@ -1,0 +1,92 @@
+"""`htfl run EXPERIMENT --simulate N` on Flower's simulation runtime with its Ray backend, run as
+a user runs it: the same ServerApp and results directory as a fleet run, every row modelled
+from its device class, and stragglers judged on modelled time. Nothing of Ray outlives it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from htfl.devices import device_class
+from tests.integration.conftest import htfl
+
+pytestmark = pytest.mark.integration
+
+EXPERIMENT = """
+[experiment]
+id = "{id}"
+rounds = 2
+eval_every = 1
+seed = 3
+[algorithm]
+name = "fedproto"
+[data]
+dataset = "digits"
+partition = "iid"
+train_fraction = 0.5
+[training]
+batch_size = 16
+[devices]
+classes = {{ "jetson-agx-orin" = 2, "jetson-nano" = 2 }}
+deadline_seconds = {deadline}
+min_replies = 1
+[models]
+feature_dim = 16
+"jetson-agx-orin" = "cnn4"
+"jetson-nano" = "cnn4"
+"""
+
+
+def marked(marker: str) -> list[str]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("HTFL_TEST_RUN_MARKER") == marker:
+                found.append(" ".join(p.cmdline())[:200])
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def simulate(tmp_path: Path, name: str, deadline: float, *options: str) -> list[dict]:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(EXPERIMENT.format(id=name, deadline=deadline))
+    # every process the run starts (Ray's included) inherits this marker
+    env = {**os.environ, "HTFL_TEST_RUN_MARKER": str(path)}
+    proc = htfl("run", str(path), "--results", str(tmp_path), *options, timeout=480, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not marked(str(path)), "processes of the run left behind"
+    out = tmp_path / name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished", summary
+    assert len(json.loads((out / "devices.json").read_text())) == 4  # of 5 virtual clients
+    assert not (out / "simulation-state").exists()
+    with open(out / "rounds.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_simulated_run_rows_are_modelled_from_each_class(tmp_path: Path) -> None:
+    rows = simulate(tmp_path, "sim", 600, "--simulate", "5")
+    assert len(rows) == 2 * 4
+    for row in rows:
+        profile = device_class(row["device_class"]).profile
+        assert row["status"] == "ok" and row["modelled"] == "True", row
+        train = float(row["train_seconds"])
+        assert float(row["energy_joules"]) >= profile.busy_watts * train > 0
+        assert float(row["download_seconds"]) >= profile.link_latency_ms / 1000
+        assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+
+
+def test_stragglers_follow_modelled_time_with_state_on_disk(tmp_path: Path) -> None:
+    # no device trains an epoch in a millisecond: every reply is late in modelled time,
+    # however fast the host answered; the state policy is disk
+    rows = simulate(tmp_path, "late", 0.001, "--simulate", "4", "--client-state", "disk")
+    assert len(rows) == 2 * 4
+    for row in rows:
+        assert row["status"] == "late", row
+        assert "modelled round time" in row["error"] and "past the 0 s deadline" in row["error"]
