@@ -42,7 +42,9 @@ def test_hub_reads_only_workstation_meters_and_prices_intervals(tmp_path: Path):
         hub = PowerHub(specs, TraceWriter(tmp_path))
         assert hub.devices == ["nano-02", "panda-01"]
         with hub:
-            assert wait_for(lambda: all(s.samples_total >= 5 for s in hub.samplers.values()))
+            assert wait_for(
+                lambda: all(s.samples_total >= 5 for s in hub.samplers.values()), timeout=20
+            )
             latest = hub.samplers["nano-02"].latest
             assert latest is not None
             t = latest.t
