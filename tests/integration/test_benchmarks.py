@@ -43,3 +43,11 @@ def test_simulate_benchmark_runs_at_toy_size() -> None:
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert float(cells[2]) > 0 and cells[6] == "True", row
     assert abs(float(cells[4]) - float(cells[5])) < 0.02, f"simulated vs in process: {row}"
+
+
+def test_fleet_round_benchmark_runs_at_toy_size() -> None:
+    out = run_benchmark("benchmarks.fleet_round", "--agents", "2", "--rounds", "1", timeout=600)
+    (row,) = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    wall, device, overhead = (float(c) for c in row.split("|")[2:5])
+    assert wall > device > 0 and overhead == pytest.approx(wall - device, abs=0.02), row
+    assert out.rstrip().splitlines()[-1].startswith("fleet_round_overhead_s="), out[-2000:]

@@ -1,0 +1,134 @@
+"""What a fleet round costs beyond the devices' own work: N agents, FedProto, cnn4, digits.
+
+Starts a local fleet (a SuperLink and N ``htfl agent`` processes on loopback, the same launcher
+as ``htfl run --local-fleet``), runs one FedProto experiment on it through Flower's Control API
+as ``htfl run`` submits it, and prints per round: the round's wall time (the ServerApp's
+``round_seconds``: train, aggregate, evaluate), the slowest device's own train + evaluate
+seconds, and their difference, the pure overhead (message transfer, polling, serialisation,
+aggregation). Also the CPU seconds per round the SuperLink and the agents burned (psutil), so
+a change can be told apart from the machine's load, which is printed too.
+
+Usage: python -m benchmarks.fleet_round [--agents 20] [--rounds 5] [--poll 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from htfl.workstation.config.experiment import experiment_from_dict
+from htfl.workstation.local_fleet import LocalFleet, expand_selection, interrupt_on_signals
+from htfl.workstation.server.results import read_rows
+from htfl.workstation.server.submit import SuperLinkControl
+
+CLASSES = ("jetson-nano", "orange-pi-5b", "jetson-orin-nano", "jetson-xavier-nx")
+
+
+def experiment(agents: int, rounds: int) -> dict:
+    counts = {c: agents // len(CLASSES) for c in CLASSES}
+    for c in CLASSES[: agents % len(CLASSES)]:
+        counts[c] += 1
+    counts = {c: n for c, n in counts.items() if n}
+    return {
+        "experiment": {"id": f"fleet-round-{agents}", "rounds": rounds, "seed": 0, "eval_every": 1},
+        "algorithm": {"name": "fedproto"},
+        "data": {"dataset": "digits", "partition": "dirichlet", "alpha": 0.1, "min_samples": 10},
+        "training": {"local_epochs": 1, "batch_size": 10, "learning_rate": 0.05, "momentum": 0.9},
+        "devices": {"classes": counts, "deadline_seconds": 600, "min_replies": agents},
+        "models": {"feature_dim": 64, **{c: "cnn4" for c in counts}},
+    }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def main() -> int:
+    interrupt_on_signals()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--poll", type=float, default=0.5, help="agents' SuperLink poll interval while active (s)"
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="htfl-bench-fleet-") as tmp:
+        work = Path(tmp)
+        raw = experiment(args.agents, args.rounds)
+        fleet = LocalFleet(
+            expand_selection(raw["devices"]["classes"]), work / "fleet", poll_seconds=args.poll
+        )
+        fleet.start()
+        try:
+            exp = experiment_from_dict(raw, str(work / "fleet-round.toml"))
+            exp = replace(exp, superlink=replace(exp.superlink, address=fleet.address))
+            out = work / exp.id
+            out.mkdir()
+            control = SuperLinkControl(exp)
+            sl_pid = fleet.procs["superlink"].pid
+            agent_pids = [p.pid for n, p in fleet.procs.items() if n != "superlink"]
+            try:
+                control.submit(exp, out)
+                cpu0 = (cpu_seconds([sl_pid]), cpu_seconds(agent_pids), time.time())
+                summary = fleet.wait_for_run(out, args.timeout, poll=0.5)
+                cpu1 = (cpu_seconds([sl_pid]), cpu_seconds(agent_pids), time.time())
+            finally:
+                control.close()
+        finally:
+            fleet.stop()
+        if summary.get("status") != "finished":
+            raise SystemExit(f"run {summary.get('status')}: {summary.get('error')}")
+        events = [
+            json.loads(line)
+            for line in (out / "progress.jsonl").read_text().splitlines()
+            if '"round"' in line
+        ]
+        walls = {e["round"]: e["round_seconds"] for e in events if e.get("event") == "round"}
+        device: dict[int, float] = defaultdict(float)
+        for r in read_rows(out):
+            own = sum(float(r[k]) for k in ("train_seconds", "evaluate_seconds") if r[k])
+            device[int(r["round"])] = max(device[int(r["round"])], own)
+    overhead = {rnd: walls[rnd] - device[rnd] for rnd in walls}
+    print(
+        f"# {args.agents} agents on loopback, FedProto, cnn4, digits (Dirichlet 0.1), "
+        f"{args.rounds} rounds, agents poll every {args.poll} s while active; "
+        f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n"
+    )
+    print("| round | round wall s | slowest device train+evaluate s | overhead s |")
+    print("|---:|---:|---:|---:|")
+    for rnd in sorted(walls):
+        print(f"| {rnd} | {walls[rnd]:.2f} | {device[rnd]:.2f} | {overhead[rnd]:.2f} |")
+    run_s = cpu1[2] - cpu0[2]
+    print(
+        f"\nCPU during the run ({run_s:.0f} s, {len(walls)} rounds + setup): SuperLink "
+        f"{(cpu1[0] - cpu0[0]) / len(walls):.2f} s/round, {args.agents} agents "
+        f"{(cpu1[1] - cpu0[1]) / len(walls):.2f} s/round"
+    )
+    print(f"fleet_round_overhead_s={statistics.median(overhead.values()):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
