@@ -250,3 +250,59 @@ def test_the_facts_table_shows_cuda_per_board() -> None:
     assert cuda_cell({"cuda": "no"}) == "no"
     assert cuda_cell({"cuda": "error: RuntimeError('no kernel image')"}).startswith("error:")
     assert cuda_cell({}) == "-"
+
+
+# --- the trainer side, for a trainer process in a Jetson's vendor Python -----------------------
+TRAINER_SIDE = """
+import importlib.abc, sys
+
+class NoFlower(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "flwr" or name.startswith("flwr."):
+            raise ImportError("flwr is not installed in the trainer's Python")
+
+sys.meta_path.insert(0, NoFlower())
+import torch
+from htfl.algorithms import METHODS, get_method
+from htfl.algorithms.base import TrainSettings
+from htfl.datasets import PartitionSpec, client_shard
+from htfl.models import build_model
+
+shard = client_shard("digits", PartitionSpec("iid"), 4, 0, 0)
+method = get_method("fedproto")
+model = build_model("cnn4", tuple(shard.input_shape), shard.num_classes, 16)
+client = method.client(model, shard, TrainSettings(batch_size=32), method.params(), 0)
+loss = client.train()
+upload = client.upload()
+assert loss == loss and upload["prototypes"].shape == (10, 16)
+assert not [m for m in sys.modules if m.split(".")[0] == "flwr"]
+print("trained without flwr", len(METHODS))
+"""
+
+
+def test_the_trainer_side_trains_without_flwr() -> None:
+    """What a trainer process in the JetPack system Python would import (the methods, models,
+    shards and device placement) needs no flwr: one round of local training runs with flwr
+    made unimportable (the trainer split itself is not built yet; deploy/README.md)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", TRAINER_SIDE], capture_output=True, text=True, cwd=root, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "trained without flwr" in out.stdout
+
+
+def test_the_trainer_side_parses_as_python_3_10() -> None:
+    """JetPack 6's system Python is 3.10: no 3.11-only syntax on the trainer side. (Grammar
+    only: runtime-evaluated annotations such as pydantic's ``X | None`` also need >= 3.10.)"""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "htfl"
+    files = [root / "accelerator.py", root / "validation.py"]
+    for package in ("algorithms", "models", "datasets"):
+        files += sorted((root / package).rglob("*.py"))
+    for path in files:
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
