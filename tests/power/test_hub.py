@@ -108,3 +108,27 @@ def test_hub_command_errors_are_one_line(tmp_path: Path):
             [sys.executable, "-m", "htfl", "power", "hub", *argv], capture_output=True, text=True
         )
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_power_starts_a_hub_only_for_the_runs_devices_and_exports_it(tmp_path: Path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from htfl.workstation.power.rounds import RunPower
+
+    with UMEmulator("um25c", constant(5.0, 0.4)) as um:
+        mapping = {"driver": "um25c", "port": um.port, "read_by": "workstation", "timeout": 0.5}
+        specs = {
+            "nano-02": MeterSpec.from_mapping(mapping, "nano-02"),
+            "nano-03": MeterSpec.from_mapping({**mapping, "port": "/dev/none"}, "nano-03"),
+        }
+        power = RunPower.start(tmp_path, specs, ["nano-01", "nano-02"])  # nano-03: not in the run
+        registry = CollectorRegistry()
+        power.export_to(registry)
+        try:
+            assert power.hub is not None and power.hub.devices == ["nano-02"]
+            assert wait_for(lambda: power.hub.samplers["nano-02"].samples_total >= 3, 20)
+            text = generate_latest(registry).decode()
+        finally:
+            power.close()
+    assert 'htfl_power_watts{device="nano-02",scope="board",source="um25c"} 2.0' in text
+    assert RunPower.start(tmp_path, specs, ["nano-01"]).hub is None

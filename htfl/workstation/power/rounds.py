@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import Message
+from prometheus_client import CollectorRegistry
 
 from htfl import protocol
 from htfl.device.power.config import MeterSpec
 from htfl.device.power.energy import attribute
+from htfl.device.power.exporter import PowerCollector
 from htfl.device.power.meter import PowerSample
 from htfl.workstation.power.hub import PowerHub
 from htfl.workstation.power.traces import TRACE_DIR, TraceWriter, read_trace
@@ -67,6 +69,11 @@ class RunPower:
             log.info("power hub: reading the meters of %s", ", ".join(hub.devices))
             hub.start()
         return cls(results_dir, hub if hub.devices else None)
+
+    def export_to(self, registry: CollectorRegistry) -> None:
+        """Serve the hub's streams beside the server's metrics (labelled like the agents')."""
+        if self.hub is not None:
+            registry.register(PowerCollector(list(self.hub.samplers.values())))
 
     def scope_of(self, device: Device) -> str:
         if self.hub is not None and device.name in self.hub.specs:

@@ -100,6 +100,7 @@ def main(grid: Grid, context: Context) -> None:
         )
         results.progress(event="setup", devices=len(participants))
         metrics.participants(participants)
+        power.export_to(metrics.registry)  # the hub's meters on the server's /metrics
         loop = RoundLoop(grid, experiment, participants, results, metrics, resume)
         loop.power = power
         loop.setup()
