@@ -88,6 +88,12 @@ class Meter(abc.ABC):
         self.source = source or self.driver
         self.frame_errors = 0
         self.reconnects = 0
+        #: Fault counters a driver keeps where they apply (all are also in ``frame_errors``):
+        #: replies that never came, complete replies that were invalid, and input nobody asked
+        #: for (a reply later than the driver waits, or unsolicited bytes).
+        self.timeouts = 0
+        self.bad_frames = 0
+        self.stray_replies = 0
         self._clock = clock
         self._is_open = False
 

@@ -266,9 +266,6 @@ class UMMeter(SerialMeter):
         #: One frame's time on the wire plus a margin: long enough for a reply already being
         #: sent to finish arriving.
         self.settle = settle if settle is not None else 1.5 * self.nominal_period + 0.02
-        self.timeouts = 0
-        self.bad_frames = 0
-        self.stray_replies = 0
         self.last_frame: UMFrame | None = None
         self.last_problem = ""
         self._buf = bytearray()
