@@ -89,3 +89,20 @@ def test_local_inventory_round_trips(tmp_path: Path) -> None:
     assert inv.hosts[0].name == "nano-01" and inv.hosts[0].meter == meter
     assert inv.hosts[0].exporter_port == 9601 and inv.superlink == "127.0.0.1:8000"
     assert inv.hosts[0].address == "127.0.0.1"
+
+
+def test_a_training_device_other_than_auto_cpu_cuda_names_the_host(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(
+        INVENTORY.replace(
+            "{htfl_device_class: jetson-nano}",
+            "{htfl_device_class: jetson-nano, htfl_training_device: gpu}",
+        )
+    )
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path, use_ansible=False)
+    assert [p.split(":")[:2] for p in info.value.problems] == [
+        ["host nano-01", " htfl_training_device"],
+        ["host nano-02", " htfl_training_device"],
+    ]
+    assert all("'gpu'" in p for p in info.value.problems)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import ConfigDict
@@ -81,6 +81,8 @@ class DeviceVars:
     htfl_exporter_port: Annotated[
         LaxInt, check(lambda v: 1 <= v <= 65535, "a port number (1..65535)")
     ] = DEFAULT_EXPORTER_PORT
+    #: where the agent trains when the experiment says device = "auto" (--training-device)
+    htfl_training_device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def _host_problems(name: str, hv: dict[str, Any]) -> tuple[Host | None, list[str]]:
