@@ -200,11 +200,13 @@ def _up_processes(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, 
 
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie, exited but not yet reaped by its parent, does not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return True
 
 
 def down(args: argparse.Namespace) -> int:

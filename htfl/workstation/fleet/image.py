@@ -104,7 +104,14 @@ def build_image(
     argv += ["--build-arg", f"HTFL_DIGEST={directory_digest(context / 'htfl')}"]
     if platform:
         argv += ["--platform", platform]
-    subprocess.run([*argv, "--file", "Dockerfile", "."], cwd=root, env=podman_env(), check=True)
+    # the build's progress goes to stderr: stdout is for what a caller prints (a table)
+    subprocess.run(
+        [*argv, "--file", "Dockerfile", "."],
+        cwd=root,
+        env=podman_env(),
+        check=True,
+        stdout=sys.stderr,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

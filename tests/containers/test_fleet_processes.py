@@ -1,0 +1,73 @@
+"""`htfl fleet up --engine processes`: the lab as local processes, found by `status` and
+stopped by `down` from another shell, with nothing of it left running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from htfl.ports import free_port
+from tests.integration.conftest import fleet_processes
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def htfl(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "htfl", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_processes_lab_up_status_down(tmp_path: Path) -> None:
+    inventory = REPO / "deploy" / "inventory" / "sim-lab.yml"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "htfl",
+            "fleet",
+            "up",
+            "--engine",
+            "processes",
+            "--project",
+            "lab",
+            "--inventory",
+            str(inventory),
+            "--limit",
+            "2",
+            "--port",
+            str(free_port()),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state = tmp_path / "build" / "fleet" / "lab" / "processes.json"
+    try:
+        end = time.monotonic() + 180
+        while not state.exists():
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            assert time.monotonic() < end, "the lab did not come up"
+            time.sleep(0.5)
+        devices = json.loads(state.read_text())["devices"]
+        assert len(devices) == 2
+        status = htfl(tmp_path, "fleet", "status", "--engine", "processes", "--project", "lab")
+        assert all(name in status.stdout for name in devices), status.stdout
+        assert fleet_processes(tmp_path)  # SuperLink and agents, by their FLWR_HOME
+        down = htfl(tmp_path, "fleet", "down", "--engine", "processes", "--project", "lab")
+        assert down.returncode == 0, down.stderr
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.terminate()
+            up.wait(60)
+    assert not state.exists()
+    assert fleet_processes(tmp_path) == []
