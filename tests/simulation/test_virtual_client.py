@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from flwr.app import Context, Message, RecordDict
@@ -91,3 +92,14 @@ def test_state_survives_between_messages_and_figures_are_modelled(
     else:
         assert "state" not in stored
         assert (tmp_path / "state" / "jetson-agx-orin-01.pt").stat().st_size > 0
+
+
+def testpayload_bytes_are_counted_from_shapes_as_the_protocol_counts_them() -> None:
+    from htfl.workstation.simulation.clientapp import payload_bytes
+
+    payload = {"w": np.ones((3, 5), dtype=np.float32), "c": np.arange(7, dtype=np.int64)}
+    message = Message(
+        protocol.content(config={}, payload=payload), dst_node_id=1, message_type=protocol.TRAIN
+    )
+    assert payload_bytes(message) == protocol.payload_nbytes(payload) == 3 * 5 * 4 + 7 * 8
+    assert payload_bytes(msg(protocol.EVALUATE, {})) == 0
