@@ -26,6 +26,7 @@ from flwr.common.constant import ErrorCode, SubStatus
 from flwr.common.serde import fab_to_proto, user_config_to_proto
 from flwr.proto.control_pb2 import (  # pylint: disable=E0611
     ListRunsRequest,
+    RegisterNodeRequest,
     StartRunRequest,
     StopRunRequest,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Fab",
     "HeartbeatSender",
     "ListRunsRequest",
+    "RegisterNodeRequest",
     "ProtobufCall",
     "ProtobufClientInterceptor",
     "ProtobufRequestContext",

@@ -29,6 +29,8 @@ class AgentOptions:
     idle_poll_seconds: float = 1.0
     insecure: bool = True
     root_certificates: str | None = None
+    #: the device's private key for Flower's SuperNode authentication (None: no auth)
+    auth_private_key: str | None = None
 
 
 def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
@@ -48,6 +50,8 @@ def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
         argv.append("--insecure")
     if options.root_certificates:
         argv += ["--root-certificates", options.root_certificates]
+    if options.auth_private_key:
+        argv += ["--auth-supernode-private-key", options.auth_private_key]
     return argv
 
 

@@ -22,6 +22,12 @@ import psutil
 
 from htfl.devices import device_class
 from htfl.ports import free_port, free_ports, wait_for_port
+from htfl.workstation.deploy.pki import (
+    ServerFiles,
+    make_node_keys,
+    make_server_files,
+    public_key_pem,
+)
 from htfl.workstation.fleet.emulation import EMULATION_FILE, Emulation
 from htfl.workstation.inventory import Host, write_local_inventory
 
@@ -64,14 +70,32 @@ def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[s
 
 
 def start_superlink(
-    port: int, log: Path, env: Mapping[str, str], timeout: float = 60.0
+    port: int,
+    log: Path,
+    env: Mapping[str, str],
+    timeout: float = 60.0,
+    tls: ServerFiles | None = None,
 ) -> subprocess.Popen:
     """A real Flower SuperLink (insecure, in-memory state) on loopback ``port``, in a process group
     of its own, logging to ``log``; returns once it listens (the one launcher the local fleet, the
-    SSH test fleet and the benchmarks share). Stop it with :func:`stop_process_group`."""
+    SSH test fleet and the benchmarks share). Stop it with :func:`stop_process_group`.
+    With ``tls``: TLS on every API, and only SuperNodes whose keys were registered admitted."""
+    security = (
+        ["--insecure"]
+        if tls is None
+        else [
+            "--ssl-ca-certfile",
+            str(tls.ca_cert),
+            "--ssl-certfile",
+            str(tls.cert),
+            "--ssl-keyfile",
+            str(tls.key),
+            "--enable-supernode-auth",
+        ]
+    )
     argv = [
         str(Path(sys.executable).parent / "flower-superlink"),
-        "--insecure",
+        *security,
         "--disable-runtime-dependency-installation",
         "--port",
         str(port),
@@ -115,6 +139,11 @@ class LocalFleet:
     #: class profiles applied to the agents (cgroups, link relays); None: not applied
     emulation: Emulation | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: TLS between agents and SuperLink, and only the fleet's registered device keys admitted
+    #: (CA, certificate and keys under ``log_dir/pki``)
+    secure: bool = False
+    #: the CA certificate to trust, once a secure fleet has started
+    root_certificates: str | None = None
     #: what Flower detached (flwr-serverapp, in a session of its own), noted while its parent
     #: lived: once the SuperLink dies it is re-parented and no longer found below it
     detached: list[psutil.Process] = field(default_factory=list)
@@ -124,6 +153,9 @@ class LocalFleet:
         return f"127.0.0.1:{self.port}"
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        if self.secure and "agent" in argv and name in self._keys:
+            argv = [*argv, "--root-certificates", str(self.root_certificates)]
+            argv += ["--auth-private-key", str(self._keys[name])]
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -142,9 +174,15 @@ class LocalFleet:
         ]
         atexit.register(self.stop)
         env = flower_env(self.log_dir / "flwr-home")
+        tls = None
+        if self.secure:
+            tls = make_server_files((self.log_dir / "pki").resolve(), ["127.0.0.1", "localhost"])
+            self.root_certificates = str(tls.ca_cert.resolve())
         self.procs["superlink"] = start_superlink(
-            self.port, self.log_dir / "superlink.log", env, timeout
+            self.port, self.log_dir / "superlink.log", env, timeout, tls=tls
         )
+        if self.secure:
+            self._register_devices()
         self._start_emulation(env, timeout)
         for device in self.devices:
             self._spawn(
@@ -199,6 +237,21 @@ class LocalFleet:
     def _limited(self, name: str, argv: list[str]) -> list[str]:
         """``argv`` run inside device ``name``'s cgroup, when it has one."""
         return self.emulation.wrap(name, argv) if self.emulation else argv
+
+    @property
+    def _keys(self) -> dict[str, Path]:
+        return {d.name: self.log_dir / "pki" / f"{d.name}.key" for d in self.devices}
+
+    def _register_devices(self) -> None:
+        """Make each device's key pair and register its public key with the SuperLink."""
+        from htfl.workstation.server.submit import register_nodes
+
+        keys = {d.name: make_node_keys(self.log_dir / "pki", d.name) for d in self.devices}
+        register_nodes(
+            self.address,
+            str(self.root_certificates),
+            {name: public_key_pem(k) for name, k in keys.items()},
+        )
 
     @property
     def inventory_path(self) -> Path:

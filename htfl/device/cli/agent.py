@@ -101,6 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="CA certificate of a TLS SuperLink (default: none, an insecure connection)",
     )
+    p.add_argument(
+        "--auth-private-key",
+        default=None,
+        metavar="FILE",
+        help="this device's private key, for a SuperLink that admits only registered nodes "
+        "(htfl deploy makes it; default: none)",
+    )
     p.set_defaults(func=run)
 
 
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         idle_poll_seconds=args.idle_poll_interval,
         insecure=args.root_certificates is None,
         root_certificates=args.root_certificates,
+        auth_private_key=args.auth_private_key,
     )
     instruments = DeviceInstruments(
         name,

@@ -135,6 +135,7 @@ def follow(
     timeout: float | None,
     fleet: LocalFleet | None = None,
     superlink_lost_after: float = 60.0,
+    start_offset: int = 0,
 ) -> dict:
     """Show progress from results/<id>/progress.jsonl until the run ends; return the end event.
 
@@ -148,7 +149,7 @@ def follow(
     last_answer = time.monotonic()
     finished_seen: float | None = None
     progress_file = results_dir / "progress.jsonl"
-    offset, end_event = 0, None
+    offset, end_event = start_offset, None  # a resumed run: the new events only
     started = time.monotonic()
     last_status_check = 0.0
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -298,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
                 exp, superlink=replace(exp.superlink, address=fleet.address, insecure=True)
             )
         results_dir.mkdir(parents=True, exist_ok=True)
+        progress_offset = set_aside_previous_end(results_dir) if args.resume is not None else 0
         control = submit.SuperLinkControl(exp)
         try:
             run_id = control.submit(exp, results_dir, resume=args.resume is not None)
@@ -319,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
             args.timeout,
             fleet,
             args.superlink_lost_after,
+            progress_offset,
         )
         if end.get("status") != "finished":
             if end.get("cause") != "superlink_lost":
@@ -375,6 +378,19 @@ def print_errors(lines: list[str]) -> None:
 
     for line in lines:
         console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+
+
+def set_aside_previous_end(results_dir: Path) -> int:
+    """Before a resumed run: keep the ended run's summary as ``summary-<n>.json`` (so that
+    only the new run's end is read as the end) and return where its progress events stop."""
+    from htfl.workstation.server.results import PROGRESS_FILE, SUMMARY_FILE
+
+    summary = results_dir / SUMMARY_FILE
+    if summary.exists():
+        n = 1 + len(list(results_dir.glob("summary-*.json")))
+        summary.rename(results_dir / f"summary-{n}.json")
+    progress = results_dir / PROGRESS_FILE
+    return progress.stat().st_size if progress.exists() else 0
 
 
 class ResumeError(ValueError):

@@ -9,6 +9,7 @@ from flwr.app import UserConfig
 
 from htfl.flower_internals import (
     ListRunsRequest,
+    RegisterNodeRequest,
     StartRunRequest,
     StopRunRequest,
     SuperLinkConnection,
@@ -65,3 +66,23 @@ class SuperLinkControl:
 
     def close(self) -> None:
         self._client.close()
+
+
+def register_nodes(address: str, root_certificates: str, keys: dict[str, bytes]) -> dict[str, int]:
+    """Admit devices' public keys (PEM, by device name) to a TLS SuperLink run with
+    ``--enable-supernode-auth``; their node ids. A node whose key is not registered is refused,
+    and the SuperLink logs it."""
+    connection = SuperLinkConnection(
+        name="htfl", address=address, root_certificates=root_certificates, insecure=False
+    )
+    client = init_http_client_from_connection(connection)
+    try:
+        ids = {}
+        for name, key in keys.items():
+            res = client.RegisterNode(RegisterNodeRequest(public_key=key, name=name))
+            if not res.node_id:
+                raise RuntimeError(f"SuperLink {address} refused to register {name}")
+            ids[name] = int(res.node_id)
+        return ids
+    finally:
+        client.close()
