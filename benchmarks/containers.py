@@ -83,7 +83,7 @@ def measure(size: int, settle: float, workdir: Path) -> dict:
         superlink = memory.get(f"{project}-superlink", float("nan"))
     finally:
         start = time.monotonic()
-        left = fleet.down()
+        fleet.down()
         down_s = time.monotonic() - start
     assert not any(fleet.leftovers().values())
     return {
@@ -94,7 +94,6 @@ def measure(size: int, settle: float, workdir: Path) -> dict:
         "mem_max_mb": max(per_device) / 1e6,
         "superlink_mb": superlink / 1e6,
         "down_s": down_s,
-        "compose_left": len(left["containers"]),
     }
 
 
@@ -106,10 +105,6 @@ def main() -> None:
     start = time.monotonic()
     build_image(IMAGE)
     build_s = time.monotonic() - start
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
-        for size in (int(s) for s in args.sizes.split(",")):
-            rows.append(measure(size, args.settle, Path(tmp)))
     print(f"# image {IMAGE}: build with cached base and layers {build_s:.0f} s")
     header = (
         "devices",
@@ -121,13 +116,16 @@ def main() -> None:
         "fleet down (s)",
     )
     print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print(
-            f"| {r['devices']} | {r['dilation']:.3g} | {r['up_s']:.0f} | "
-            f"{r['mem_median_mb']:.0f} | {r['mem_max_mb']:.0f} | {r['superlink_mb']:.0f} | "
-            f"{r['down_s']:.0f} |"
-        )
+    print("|" + "---|" * len(header), flush=True)
+    with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            r = measure(size, args.settle, Path(tmp))
+            print(
+                f"| {r['devices']} | {r['dilation']:.3g} | {r['up_s']:.0f} | "
+                f"{r['mem_median_mb']:.0f} | {r['mem_max_mb']:.0f} | {r['superlink_mb']:.0f} | "
+                f"{r['down_s']:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ def device_service(host: Host, plan: FleetPlan, opts: ComposeOptions) -> dict[st
         "mem_limit": f"{limits.memory_bytes // (1024 * 1024)}m",
         "labels": {"htfl.fleet": opts.project, "htfl.device": host.name},
         "depends_on": ["superlink"],
+        # an init as PID 1 passes SIGTERM on (a Python PID 1 without a handler ignores it, and
+        # every stop would wait out the grace period)
+        "init": True,
         "stop_grace_period": "10s",
     }
 
@@ -154,6 +157,7 @@ def compose_document(
             "ports": [f"127.0.0.1:{opts.port}:{SUPERLINK_PORT}"],
             "volumes": ["superlink-state:/var/lib/flwr/state", f"{results}:{results}"],
             "labels": {"htfl.fleet": opts.project, "htfl.device": ""},
+            "init": True,
             "stop_grace_period": "10s",
         }
     }

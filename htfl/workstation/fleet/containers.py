@@ -79,9 +79,16 @@ class ComposeFleet:
 
     def _compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         argv = [*self.tool, "-f", str(self.compose_file), "-p", self.opts.project, *args]
-        done = subprocess.run(
-            argv, capture_output=True, text=True, env=self._env(), timeout=timeout, check=False
-        )
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, env=self._env(), timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            if check:
+                raise FleetError(
+                    f"{' '.join(argv[:1] + list(args))}: no end after {timeout:.0f} s"
+                ) from None
+            return ""  # the caller checks the outcome itself (down: what is left)
         if check and done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
             raise FleetError(f"{' '.join(argv[:1] + list(args))} failed:\n{tail}")
@@ -207,8 +214,12 @@ class ComposeFleet:
             "volumes": [v for v in vols if v.startswith(f"{project}_")],
         }
 
-    def down(self, timeout: float = 300) -> dict[str, list[str]]:
-        """Stop and remove the stack and its volumes; returns what was left and removed here."""
+    def down(self, timeout: float | None = None) -> dict[str, list[str]]:
+        """Stop and remove the stack and its volumes; returns what compose left and was
+        removed here. Compose stops containers one by one, so its time is bounded by their
+        number; past it, or where compose fails, what is left is removed by force."""
+        if timeout is None:
+            timeout = 60 + 5 * len(self.containers())
         if self.compose_file.exists():
             # Docker Compose stops profiled services only when the profile is named;
             # podman-compose 1.0.3 knows no profiles (and no such option)
