@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -60,6 +61,10 @@ def simulate(tmp_path: Path, name: str, deadline: float, *options: str) -> list[
     env = {**os.environ, "HTFL_TEST_RUN_MARKER": str(path)}
     proc = htfl("run", str(path), "--results", str(tmp_path), *options, timeout=480, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Ray's workers exit once they see their raylet gone: give them a bounded while
+    end = time.monotonic() + 60
+    while marked(str(path)) and time.monotonic() < end:
+        time.sleep(1)
     assert not marked(str(path)), "processes of the run left behind"
     out = tmp_path / name
     summary = json.loads((out / "summary.json").read_text())
