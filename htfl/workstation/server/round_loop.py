@@ -106,8 +106,9 @@ class RoundLoop:
         self.setups: dict[int, ClientSetup] = {}
         self.history: list[dict] = list(resume.history) if resume else []
         self.setup_base: dict = {}
-        #: nodes already asked who they are (participants, returning devices, strangers)
-        self._asked: set[int] = set(self.by_node)
+        #: nodes already asked who they are (everyone connected at selection, returning
+        #: devices, strangers): only nodes that connect later are asked before a round
+        self._asked: set[int] = set(grid.get_node_ids()) | set(self.by_node)
         #: participants whose last train got no reply: their agent may come back as a new node
         self._absent: set[int] = set()
         #: the run's mean accuracy (htfl.workstation.accuracy: the report's definition too)
