@@ -12,6 +12,7 @@ registry, and a rebuild after a code change copies wheels instead of downloading
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -93,8 +94,18 @@ def build_image(
     root: Path = REPO,
 ) -> None:
     """Build the image with podman from the checkout's Dockerfile (the local Debian base is
-    built first when it is the one asked for and missing)."""
+    built first when it is the one asked for and missing). One build at a time per checkout
+    (a lock file): two at once (tests in parallel workers) would rewrite each other's
+    ``build/container/`` mid-build."""
     podman = require("podman", "podman")
+    lock_path = root / CONTEXT / ".lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_locked(podman, tag, base_image, platform, root)
+
+
+def _build_locked(podman: str, tag: str, base_image: str, platform: str | None, root: Path) -> None:
     if base_image == LOCAL_BASE:
         build_base_image()
     context = prepare_wheels(root)
