@@ -41,3 +41,21 @@ def test_a_device_no_longer_selected_does_not_count() -> None:
     ledger = AccuracyLedger()
     ledger.record([("a", 0.1, 10), ("b", 0.9, 10)])
     assert ledger.record([("b", 0.7, 10)]).mean == pytest.approx(0.7)
+
+
+def test_a_resumed_run_carries_forward_the_accuracy_its_earlier_rows_recorded() -> None:
+    """``htfl run --resume``: the round loop primes its ledger from rounds.csv, so a device
+    silent in the first resumed round still counts with the accuracy it had before the crash."""
+    from htfl.workstation.server.round_loop import prime_accuracy
+
+    ledger = AccuracyLedger()
+    rows = [
+        {"round": "1", "device": "a", "test_accuracy": "0.2", "num_test": "10"},
+        {"round": "1", "device": "b", "test_accuracy": "0.6", "num_test": "30"},
+        {"round": "2", "device": "a", "test_accuracy": "0.4", "num_test": "10"},
+        {"round": "2", "device": "b", "test_accuracy": "", "num_test": ""},
+    ]
+    prime_accuracy(ledger, rows)
+    after = ledger.record([("a", 0.8, 10), ("b", None, None)])
+    assert after.carried == ("b",)
+    assert after.mean == pytest.approx((0.8 * 10 + 0.6 * 30) / 40)

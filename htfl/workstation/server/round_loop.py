@@ -19,7 +19,7 @@ from htfl.workstation.server import checkpoint, selection
 from htfl.workstation.server.checkpoint import Checkpoint
 from htfl.workstation.server.exchange import Exchange, exchange
 from htfl.workstation.server.exporter import ServerMetrics
-from htfl.workstation.server.results import ClientRoundRow, ResultsStore
+from htfl.workstation.server.results import ClientRoundRow, ResultsStore, read_rows
 from htfl.workstation.server.selection import Participant
 from htfl.workstation.simulation.deadline import modelled_stragglers, wall_deadline
 
@@ -81,6 +81,21 @@ def _message(
     )
 
 
+def prime_accuracy(ledger: AccuracyLedger, rows: list[dict[str, str]]) -> None:
+    """Feed ``rounds.csv`` rows (a resumed run's earlier rounds) to ``ledger``, round by round."""
+    by_round: dict[int, list[tuple[str, float | None, float | None]]] = {}
+    for r in rows:
+        by_round.setdefault(int(r["round"]), []).append(
+            (
+                r["device"],
+                float(r["test_accuracy"]) if r.get("test_accuracy") else None,
+                float(r["num_test"]) if r.get("num_test") else None,
+            )
+        )
+    for rnd in sorted(by_round):
+        ledger.record(by_round[rnd])
+
+
 class RoundLoop:
     #: the run's power traces and workstation-read meters (the ServerApp sets it)
     power: RunPower | None = None
@@ -105,14 +120,17 @@ class RoundLoop:
         self.method = get_method(experiment.algorithm.name)
         self.setups: dict[int, ClientSetup] = {}
         self.history: list[dict] = list(resume.history) if resume else []
+        #: the run's mean accuracy (htfl.workstation.accuracy: the report's definition too);
+        #: a resumed run carries forward what its rounds so far recorded
+        self.accuracy = AccuracyLedger()
+        if resume is not None:
+            prime_accuracy(self.accuracy, read_rows(results.dir))
         self.setup_base: dict = {}
         #: nodes already asked who they are (everyone connected at selection, returning
         #: devices, strangers): only nodes that connect later are asked before a round
         self._asked: set[int] = set(grid.get_node_ids()) | set(self.by_node)
         #: participants whose last train got no reply: their agent may come back as a new node
         self._absent: set[int] = set()
-        #: the run's mean accuracy (htfl.workstation.accuracy: the report's definition too)
-        self.accuracy = AccuracyLedger()
 
     # --- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
