@@ -13,8 +13,9 @@ from pathlib import Path
 from htfl import flower_internals
 
 HTFL = Path(flower_internals.__file__).parent
-#: Flower's public app API, which any htfl module may import.
-PUBLIC = {"flwr.app", "flwr.serverapp", "flwr.clientapp"}
+#: Flower's public app API, which any htfl module may import (``flwr.simulation``: its documented
+#: ``run_simulation``, the engine ``htfl run --simulate`` drives).
+PUBLIC = {"flwr.app", "flwr.serverapp", "flwr.clientapp", "flwr.simulation"}
 
 
 def flwr_imports(path: Path) -> list[tuple[str, str]]:

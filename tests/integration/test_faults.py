@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import faults
 from benchmarks.faults import Bench, Outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.benchmark]
@@ -26,10 +27,12 @@ def _complete(outcome: Outcome) -> None:
     assert outcome.leftover_processes == 0, outcome
 
 
-def test_device_killed(bench: Bench) -> None:
-    outcome = bench.device_killed()
-    _complete(outcome)
-    assert outcome.exits == [0]
+def test_device_killed_through_the_benchmark_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """The smoke test of ``python -m benchmarks.faults`` itself: one fault, its table row."""
+    assert faults.main(["--faults", "device-killed", "--rounds", "3", "--deadline", "20"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    assert row[0] == "device killed"
+    assert row[1] == "3/3" and row[2] == "6/6/0" and row[4] == "0" and row[5] == "0", row
 
 
 def test_device_frozen(bench: Bench) -> None:

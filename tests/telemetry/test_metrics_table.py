@@ -101,8 +101,11 @@ def test_power_section_is_parsed_separately():
         "htfl_power_reconnects_total",
         "htfl_power_sample_gaps_total",
         "htfl_power_samples_total",
+        "htfl_power_timeouts_total",
+        "htfl_power_bad_frames_total",
+        "htfl_power_stray_replies_total",
     }
-    assert all(r.labels == ("device", "source") for r in power.values())
+    assert all(r.labels == ("device", "source", "scope") for r in power.values())
     everything = documented_metrics()
     assert set(power) | set(documented_metrics(section=SECTION)) <= set(everything)
 
