@@ -30,7 +30,7 @@ def _complete(outcome: Outcome) -> None:
 def test_device_killed_through_the_benchmark_command(capsys: pytest.CaptureFixture[str]) -> None:
     """The smoke test of ``python -m benchmarks.faults`` itself: one fault, its table row."""
     assert faults.main(["--faults", "device-killed", "--rounds", "3", "--deadline", "20"]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    row = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].split("|")]
     assert row[0] == "device killed"
     assert row[1] == "3/3" and row[2] == "6/6/0" and row[4] == "0" and row[5] == "0", row
 

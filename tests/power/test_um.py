@@ -287,7 +287,9 @@ def test_reply_later_than_settle_is_counted_and_costs_at_most_one_sample():
         got = ramp_reader(meter, 12)
     assert meter.timeouts >= 1 and meter.stray_replies >= 1
     wrong = [s for s in got if not own_reply(s, t0)]
-    assert len(wrong) <= 1
+    # each late reply costs at most one sample: the injected one, plus any reply a loaded
+    # machine made late too (each counted as a timeout); never a lasting shift
+    assert len(wrong) <= meter.timeouts
     assert all(own_reply(s, t0) for s in got[-5:])
 
 

@@ -331,11 +331,13 @@ class RoundLoop:
                 "elapsed_seconds": time.time() - started,
             }
             self.history.append(event)
-            self.results.progress(**event)
+            # the checkpoint before the round's event: whoever sees "round N" (htfl run's
+            # progress, a watcher that kills the ServerApp) can resume from round N
             checkpoint.save(
                 self.results.dir,
                 Checkpoint(rnd, server, self.selection(), self.setup_base, self.history),
             )
+            self.results.progress(**event)
             silent = silent + 1 if answered == 0 else 0
             if silent >= MAX_SILENT_ROUNDS:
                 raise ExperimentAborted(f"no device answered in {silent} consecutive rounds")
