@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from flwr.app import Message
-from flwr.supercore.task_identity import TaskIdentity
 
 from htfl import accelerator, protocol
 from htfl.algorithms import fedktl, get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
 from htfl.datasets import PartitionSpec, client_shard
 from htfl.device.client_runtime import ClientRuntime
-from htfl.device.instruments import TaskTiming
 from htfl.models import build_model
+from tests.support.device_runtime import RUN_ID, SETUP, call, msg, pin_task_identity
 from tests.support.rounds import run_round
 
-RUN_ID = 42
 ARCHS = ("cnn4", "resnet4", "resnet6")
 
 #: sha256 (first 16 hex digits) of two rounds' uploads and test losses per method, two
@@ -147,47 +143,12 @@ def test_facts_describe_this_torch() -> None:
 # --- through the device runtime, with real protocol messages ---------------------------------
 @pytest.fixture()
 def task_identity(monkeypatch):
-    for name, value in (("_run_id", RUN_ID), ("_node_id", 1), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, name, value, raising=False)
-
-
-def msg(kind: str, config: dict | None = None) -> Message:
-    return Message(protocol.content(config=config or {}), dst_node_id=1, message_type=kind)
-
-
-def call(runtime: ClientRuntime, message: Message) -> Message:
-    now = time.time()
-    return runtime(message, None, TaskTiming(now, 0.0, 0.0, now))
+    pin_task_identity(monkeypatch)
 
 
 def setup_config(device: str = "auto") -> dict:
-    return {
-        "algorithm": "fedavg",
-        "params": {},
-        "dataset": "digits",
-        "partition": {
-            "kind": "iid",
-            "classes_per_client": 2,
-            "alpha": 0.1,
-            "min_samples": 10,
-            "balanced": True,
-        },
-        "train_fraction": 0.75,
-        "num_clients": 3,
-        "client_index": 0,
-        "seed": 0,
-        "feature_dim": 16,
-        "arch": "cnn4",
-        "training": {
-            "local_epochs": 1,
-            "batch_size": 32,
-            "learning_rate": 0.05,
-            "momentum": 0.0,
-            "weight_decay": 0.0,
-            "device": device,
-            "precision": "fp32",
-        },
-    }
+    training = {**SETUP["training"], "momentum": 0.0, "device": device, "precision": "fp32"}
+    return {**SETUP, "algorithm": "fedavg", "params": {}, "feature_dim": 16, "training": training}
 
 
 def test_hello_tells_the_server_what_the_device_can_train_on(task_identity) -> None:

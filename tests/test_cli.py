@@ -18,14 +18,15 @@ from htfl import protocol
 from htfl.cli import build_parser, main
 from htfl.datasets.store import ShardIntegrityError
 from htfl.device.power.config import MeterSpec
-from tests.test_client_runtime import (
-    SETUP,
-    call,
-    msg,
-    task_identity,  # noqa: F401  (autouse: a Flower task id)
-)
+from tests.support.device_runtime import SETUP, call, msg, pin_task_identity
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch):
+    pin_task_identity(monkeypatch)
+
 
 #: The user's path, then the tools around it: how `htfl --help` lists the commands.
 ORDER = ("data", "deploy", "run", "fleet", "prometheus", "report", "agent", "power")

@@ -13,7 +13,13 @@ import torch
 from htfl import protocol
 from htfl.device import private_state
 from htfl.device.client_runtime import ClientRuntime, StaleTask
-from tests.test_client_runtime import RUN_ID, SETUP, call, msg, task_identity  # noqa: F401
+from tests.support.device_runtime import RUN_ID, SETUP, call, msg, pin_task_identity
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch):
+    pin_task_identity(monkeypatch)
+
 
 SETUP_KEPT = {**SETUP, "experiment_id": "exp-a"}
 
