@@ -44,7 +44,7 @@ from htfl.models import build_model
 from htfl.models.htfllib import family_members
 from htfl.workstation.config.experiment import experiment_from_dict
 from htfl.workstation.datasets.pfllib import import_pfllib
-from tests.support.rounds import run_round
+from tests.support.rounds import evaluate_round, run_round
 
 #: htfl method -> (HtFLlib's -algo, its flags from system/total.sh)
 HTFLLIB: dict[str, tuple[str, list[str]]] = {
@@ -121,20 +121,20 @@ def run_htfl(method: str, manifest_dir: Path, family: list[str], feature_dim: in
     curve, start = [], time.perf_counter()
     for _ in range(rounds):
         run_round(server, clients)
-        download = server.global_payload()
-        correct = total = 0
-        for c in clients:
-            c.receive(download)
-            r = c.evaluate()
-            correct += r.accuracy * r.num_samples
-            total += r.num_samples
-        curve.append(correct / max(total, 1))
+        curve.append(evaluate_round(server, clients))
     return max(curve), curve[-1], (time.perf_counter() - start) / rounds
 
 
 def run_htfllib(
-    method: str, checkout: Path, dataset: str, family: str, feature_dim: int, rounds: int,
-    num_clients: int, num_classes: int, timeout: float,
+    method: str,
+    checkout: Path,
+    dataset: str,
+    family: str,
+    feature_dim: int,
+    rounds: int,
+    num_clients: int,
+    num_classes: int,
+    timeout: float,
 ):
     """Best, final accuracy and seconds per round of HtFLlib's own run, from its output."""
     algo, flags = HTFLLIB[method]

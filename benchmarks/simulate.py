@@ -40,7 +40,7 @@ from htfl.algorithms import get_method
 from htfl.algorithms.base import TrainSettings
 from htfl.datasets import PartitionSpec, client_shard
 from htfl.models import build_model
-from tests.support.rounds import run_round
+from tests.support.rounds import evaluate_round, run_round
 
 CLASSES = ("jetson-nano", "orange-pi-5b", "jetson-orin-nano", "jetson-xavier-nx")
 FEATURE_DIM = 64
@@ -162,14 +162,7 @@ def in_process(method: str, clients: int, rounds: int, seed: int) -> float:
     server = m.server(params, built[0].shard.num_classes, FEATURE_DIM, seed)
     for _ in range(rounds):
         run_round(server, built)
-    evaluation = server.global_payload()
-    correct = total = 0.0
-    for c in built:
-        c.receive(evaluation)
-        result = c.evaluate()
-        correct += result.accuracy * result.num_samples
-        total += result.num_samples
-    return correct / total
+    return evaluate_round(server, built)
 
 
 def main() -> int:

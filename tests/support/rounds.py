@@ -29,3 +29,16 @@ def run_round(
         )
     server.aggregate(uploads)
     return uploads
+
+
+def evaluate_round(server: ServerSide, clients: Sequence[ClientSide]) -> float:
+    """Every client receives the global knowledge and evaluates; the sample-weighted accuracy
+    over their test splits, as the round loop reports it."""
+    download = server.global_payload()
+    correct = total = 0.0
+    for client in clients:
+        client.receive(download)
+        result = client.evaluate()
+        correct += result.accuracy * result.num_samples
+        total += result.num_samples
+    return correct / max(total, 1)
