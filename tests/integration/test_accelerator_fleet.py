@@ -9,33 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.fleet_runs import two_device_fedavg
 from tests.integration.conftest import htfl
 
 pytestmark = pytest.mark.integration
 
-CUDA_EXPERIMENT = """
-[experiment]
-id = "cuda-wanted"
-rounds = 1
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.5
-[training]
-batch_size = 16
-device = "cuda"
-[devices]
-classes = { "jetson-nano" = 1, "orange-pi-5b" = 1 }
-deadline_seconds = 120
-min_replies = 2
-[models]
-feature_dim = 16
-"jetson-nano" = "cnn4"
-"orange-pi-5b" = "cnn4"
-"""
+#: the two-device FedAvg of the fleet tests, asking for CUDA
+CUDA_EXPERIMENT = two_device_fedavg("cuda-wanted", rounds=1, train_fraction=0.5).replace(
+    "batch_size = 16\n", 'batch_size = 16\ndevice = "cuda"\n'
+)
 
 
 def test_cuda_without_a_gpu_fails_before_any_round_naming_the_devices(tmp_path: Path) -> None:
