@@ -43,7 +43,7 @@ def content(
 ) -> RecordDict:
     records: dict[str, Any] = {}
     if config is not None:
-        records["config"] = ConfigRecord({"json": json.dumps(config)})
+        records["config"] = _config_record(config)
     if payload is not None:
         records["payload"] = ArrayRecord(
             {k: Array(np.ascontiguousarray(v)) for k, v in payload.items()}
@@ -51,6 +51,15 @@ def content(
     if metrics is not None:
         records["metrics"] = MetricRecord({k: float(v) for k, v in metrics.items()})
     return RecordDict(records)
+
+
+def _config_record(config: dict[str, Any]) -> ConfigRecord:
+    return ConfigRecord({"json": json.dumps(config)})
+
+
+def replace_config(message: Message, config: dict[str, Any]) -> None:
+    """Rewrite ``message``'s config in place (the inverse of :func:`read_config`)."""
+    message.content.config_records["config"] = _config_record(config)
 
 
 def read_config(message: Message) -> dict[str, Any]:

@@ -21,7 +21,6 @@ Client state policy (private model, optimizer, shard between messages):
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -122,9 +121,15 @@ class VirtualClient:
         if kind != protocol.SETUP:
             self.restore(run_id)
         if kind == protocol.TRAIN:
-            message = _without_wall_deadline(message)
+            # no wall-clock deadline: a virtual client may run long after the round started
+            # (hundreds share a few cores); its lateness is judged on the modelled round time
+            # (htfl.workstation.simulation.deadline.apply_modelled_deadline)
+            message = _without(message, "deadline_seconds")
         elif kind == protocol.SETUP:
-            message = _without_private_state_file(message)
+            # no experiment id, so the runtime keeps no private state file per round (an
+            # agent's restart insurance): a virtual client's state already lives where the
+            # state policy says, and the extra file was a tenth of a message's cost
+            message = _without(message, "experiment_id")
         now = time.time()
         reply = self.runtime(message, self.context, TaskTiming(now, 0.0, 0.0, now))
         if kind in (protocol.TRAIN, protocol.EVALUATE) and not reply.has_error():
@@ -172,25 +177,12 @@ def payload_bytes(message: Message) -> int:
     )
 
 
-def _without_private_state_file(message: Message) -> Message:
-    """The setup message without its experiment id, so the device runtime keeps no private
-    state file per round (an agent's restart insurance): a virtual client's state already lives
-    where the state policy says, and the extra file was a tenth of a message's cost."""
+def _without(message: Message, key: str) -> Message:
+    """``message`` with ``key`` dropped from its config (when it has it)."""
     config = protocol.read_config(message)
-    if "experiment_id" in config:
-        config.pop("experiment_id")
-        message.content.config_records["config"] = ConfigRecord({"json": json.dumps(config)})
-    return message
-
-
-def _without_wall_deadline(message: Message) -> Message:
-    """The train message without its wall-clock deadline: a virtual client may run long after
-    the round started (hundreds share a few cores), and its lateness is judged on the modelled
-    round time instead (:func:`htfl.workstation.simulation.deadline.apply_modelled_deadline`)."""
-    config = protocol.read_config(message)
-    if "deadline_seconds" in config:
-        config.pop("deadline_seconds")
-        message.content.config_records["config"] = ConfigRecord({"json": json.dumps(config)})
+    if key in config:
+        config.pop(key)
+        protocol.replace_config(message, config)
     return message
 
 
