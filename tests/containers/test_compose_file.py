@@ -3,6 +3,7 @@ simulated lab's inventory and `htfl fleet`'s errors (no containers started here)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,7 +72,12 @@ def test_each_device_is_an_agent_of_its_class_under_its_profile(lab):
     plan = plan_fleet([(h.name, h.device_class) for h in hosts], cores=2.0)
     doc = compose_document(hosts, plan, ComposeOptions(monitoring="off"))
     services = doc["services"]
-    assert set(services) == {"superlink", *(h.name for h in hosts)}
+    assert set(services) == {"superlink", "link", *(h.name for h in hosts)}
+    relay = services["link"]["command"]
+    assert relay[:3] == ["python", "-m", "htfl.workstation.fleet.relay"]
+    spec = json.loads(relay[relay.index("--spec-json") + 1])
+    assert spec["upstream"] == "superlink:8000" and spec["host"] == "0.0.0.0"
+    relay_ports = {d["name"]: d["port"] for d in spec["devices"]}
     speeds = {}
     for host in hosts:
         svc = services[host.name]
@@ -79,8 +85,16 @@ def test_each_device_is_an_agent_of_its_class_under_its_profile(lab):
         assert cmd[:2] == ["htfl", "agent"]
         assert cmd[cmd.index("--device-class") + 1] == host.device_class
         assert cmd[cmd.index("--name") + 1] == host.name
-        assert cmd[cmd.index("--superlink") + 1] == "superlink:8000"
+        # each device dials its own port of the link relay, which has the class's link
+        assert cmd[cmd.index("--superlink") + 1] == f"link:{relay_ports[host.name]}"
         profile = device_class(host.device_class).profile
+        (link,) = [d["link"] for d in spec["devices"] if d["name"] == host.name]
+        assert link == {
+            "bandwidth_bit_s": profile.link_mbit_s * 1e6,
+            "latency_s": profile.link_latency_ms / 1e3,
+            "jitter_s": profile.link_jitter_ms / 1e3,
+            "loss": profile.link_loss,
+        }
         assert svc["mem_limit"] == f"{profile.memory_mb}m"
         speeds[host.name] = svc["cpus"] / profile.relative_speed
     # one dilation for all: every quota is the class's relative speed over the same factor
@@ -88,6 +102,17 @@ def test_each_device_is_an_agent_of_its_class_under_its_profile(lab):
     assert sum(services[h.name]["cpus"] for h in hosts) <= 2.0 + 1e-6
     assert doc["x-htfl"]["time_dilation"] == pytest.approx(plan.time_dilation, rel=1e-3)
     assert "superlink-state:/var/lib/flwr/state" in services["superlink"]["volumes"]
+    assert "cpus" not in services["link"]  # the network waits for no device's CPU
+
+
+def test_with_netem_devices_dial_the_superlink_and_no_relay_runs(lab):
+    hosts = select_hosts(lab, "2")
+    plan = plan_fleet([(h.name, h.device_class) for h in hosts], cores=2.0)
+    doc = compose_document(hosts, plan, ComposeOptions(monitoring="off", link="netem"))
+    assert "link" not in doc["services"] and doc["x-htfl"]["link"] == "netem"
+    for host in hosts:
+        cmd = doc["services"][host.name]["command"]
+        assert cmd[cmd.index("--superlink") + 1] == "superlink:8000"
 
 
 def test_monitoring_is_a_profile_in_the_repository_file():

@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from htfl.workstation.fleet.emulation import EMULATION_FILE, Emulation, record_in_results
-from htfl.workstation.fleet.profiles import plan_fleet
+from htfl.workstation.fleet.emulation import (
+    EMULATION_FILE,
+    Emulation,
+    lab_for,
+    plan_record,
+    record_in_results,
+    write_lab,
+)
+from htfl.workstation.fleet.profiles import inventory_profiles, plan_fleet
 
 
 def test_without_cgroups_the_record_says_why_and_links_are_still_shaped(tmp_path: Path) -> None:
@@ -68,3 +75,48 @@ def test_htfl_run_refuses_a_fleet_the_host_cannot_give_before_starting_it(tmp_pa
     assert "error: device jetson-nano-01 (jetson-nano): its CPU quota would be" in out, out
     assert "Traceback" not in out
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_against_a_lab_records_the_labs_dilation(tmp_path: Path) -> None:
+    """`htfl fleet up` leaves lab.json; a run whose SuperLink is the lab's finds it (and only
+    then) and records its dilation and limits as a local fleet's are recorded."""
+    plan = plan_fleet([("nano-1", "jetson-nano"), ("pi-1", "orange-pi-5b")], cores=1)
+    applied = {"cpu": "compose cpus", "memory": "compose mem_limit", "link": "relay"}
+    labs = tmp_path / "fleet"
+    write_lab(
+        labs / "lab1",
+        "compose",
+        "127.0.0.1:9311",
+        {"engine": "compose", **plan_record(plan, applied)},
+    )
+    assert lab_for("127.0.0.1:9312", labs) is None
+    assert lab_for("10.0.0.5:9311", labs) is None
+    lab = lab_for("localhost:9311", labs)
+    assert lab is not None and lab["engine"] == "compose"
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "summary.json").write_text(json.dumps({"status": "finished"}))
+    (results / "devices.json").write_text(json.dumps([{"device": "nano-1"}]))
+    record_in_results(results, lab)
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["time_dilation"] == plan.time_dilation > 1
+    assert summary["emulation"]["engine"] == "compose"
+    assert summary["emulation"]["applied"] == applied
+    (row,) = json.loads((results / "devices.json").read_text())
+    assert row["emulation"]["time_dilation"] == plan.time_dilation
+    assert row["emulation"]["cpu_cores"] == round(plan.device("nano-1").cpu_cores, 4)
+
+
+def test_calibrated_profiles_beside_the_inventory_replace_the_shipped_ones(tmp_path: Path) -> None:
+    inventory = tmp_path / "lab.yml"
+    inventory.write_text("all: {}\n")
+    assert inventory_profiles(inventory) == {}
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "jetson-nano.yml").write_text(
+        "relative_speed: 0.3\nmemory_mb: 3956\nlink_mbit_s: 94\nlink_latency_ms: 0.4\n"
+        "idle_watts: 1.5\nbusy_watts: 7\ncalibration: {host: nano-01}\n"
+    )
+    profiles = inventory_profiles(inventory)
+    assert profiles["jetson-nano"].relative_speed == 0.3
+    plan = plan_fleet([("n", "jetson-nano"), ("p", "orange-pi-5b")], cores=2, profiles=profiles)
+    assert plan.device("n").relative_speed == 0.3 and plan.device("n").memory_bytes == 3956 * 2**20

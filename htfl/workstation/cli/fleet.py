@@ -112,13 +112,16 @@ def _port(args: argparse.Namespace, superlink: str | None) -> int:
 def up(args: argparse.Namespace) -> int:
     from htfl.workstation.fleet.base_image import ContainerToolMissing
     from htfl.workstation.fleet.compose import LimitError, select_hosts
-    from htfl.workstation.fleet.profiles import ProfileError, plan_fleet
+    from htfl.workstation.fleet.profiles import ProfileError, inventory_profiles, plan_fleet
     from htfl.workstation.inventory import InventoryError, load_inventory
 
     try:
         inventory = load_inventory(args.inventory)
         hosts = select_hosts(inventory, args.limit)
-        plan = plan_fleet([(h.name, h.device_class) for h in hosts])
+        # a class calibrated on a real board (profiles/<class>.yml beside the inventory)
+        # follows its measured profile, the others their shipped one
+        calibrated = inventory_profiles(args.inventory)
+        plan = plan_fleet([(h.name, h.device_class) for h in hosts], profiles=calibrated)
     except (InventoryError, LimitError, ProfileError) as err:
         return _fail(args, str(err))
     port = _port(args, inventory.superlink)
@@ -140,8 +143,12 @@ def _compose_fleet(args: argparse.Namespace, **opts: Any) -> ComposeFleet:
 
 def _up_compose(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, port: int) -> int:
     from htfl.workstation.fleet.containers import FleetError
+    from htfl.workstation.fleet.emulation import plan_record, write_lab
+    from htfl.workstation.fleet.netem import netem_available
 
     repo = Path(__file__).resolve().parents[3]
+    # the kernel's netem where it has it, else the relay (a `link` service)
+    link = "netem" if netem_available() else "relay"
     fleet = _compose_fleet(
         args,
         port=port,
@@ -149,16 +156,27 @@ def _up_compose(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, po
         repo=str(repo),
         config_dir=str(WORKDIR.resolve() / args.project),
         monitoring="on" if args.monitoring else "off",
+        link=link,
     )
     start = time.monotonic()
     try:
         fleet.up(hosts, plan, timeout=args.timeout)
     except FleetError as err:
         return _fail(args, str(err))
+    applied = {
+        "cpu": "compose cpus (the container's CFS quota)",
+        "memory": "compose mem_limit (the container's memory cap)",
+        "link": "netem on each container's interface and its host end"
+        if link == "netem"
+        else "relay (the lab's link service, htfl.workstation.fleet.relay; "
+        "this kernel has no netem qdisc)",
+    }
+    record = {"engine": "compose", **plan_record(plan, applied)}
+    write_lab(fleet.workdir, "compose", f"127.0.0.1:{port}", record)
     print(
         f"{len(hosts)} devices up in {time.monotonic() - start:.0f} s ({fleet.engine}); "
         f"SuperLink at 127.0.0.1:{port}; time dilation {plan.time_dilation:.3g}; "
-        f"compose file {fleet.compose_file}"
+        f"links: {link}; compose file {fleet.compose_file}"
     )
     return 0
 
@@ -170,7 +188,7 @@ def _state_file(args: argparse.Namespace) -> Path:
 def _up_processes(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, port: int) -> int:
     from dataclasses import replace
 
-    from htfl.workstation.fleet.emulation import Emulation
+    from htfl.workstation.fleet.emulation import LAB_FILE, Emulation, write_lab
     from htfl.workstation.local_fleet import LocalFleet, interrupt_on_signals
 
     state = _state_file(args)
@@ -178,8 +196,9 @@ def _up_processes(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, 
         return _fail(args, f"lab {args.project} already runs (pid in {state})")
     devices = [replace(h, address="127.0.0.1", exporter_port=0) for h in hosts]
     # each agent under its class's profile: cgroup quota and cap, link relay (as --local-fleet)
+    emulation = Emulation(plan)
     fleet = LocalFleet(
-        devices, WORKDIR.resolve() / args.project / "logs", port=port, emulation=Emulation(plan)
+        devices, WORKDIR.resolve() / args.project / "logs", port=port, emulation=emulation
     )
     interrupt_on_signals()
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +206,9 @@ def _up_processes(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, 
         fleet.start(timeout=args.timeout)
         state.write_text(
             json.dumps({"pid": os.getpid(), "port": port, "devices": [h.name for h in hosts]})
+        )
+        write_lab(
+            state.parent, "processes", fleet.address, {"engine": "processes", **emulation.record()}
         )
         print(f"{len(hosts)} devices up as processes; SuperLink at {fleet.address}; Ctrl-C stops")
         while not (report := fleet.exit_report()):
@@ -197,6 +219,7 @@ def _up_processes(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, 
     finally:
         fleet.stop()
         state.unlink(missing_ok=True)
+        (state.parent / LAB_FILE).unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -234,6 +257,9 @@ def down(args: argparse.Namespace) -> int:
         removed = fleet.down()
     except (ContainerToolMissing, FleetError) as err:
         return _fail(args, str(err))
+    from htfl.workstation.fleet.emulation import LAB_FILE
+
+    (fleet.workdir / LAB_FILE).unlink(missing_ok=True)
     n = len(removed["containers"])
     print(
         f"lab {args.project}: down ({n} containers left by compose removed)"

@@ -347,6 +347,11 @@ def run(args: argparse.Namespace) -> int:
             from htfl.workstation.fleet.emulation import record_in_results
 
             record_in_results(results_dir, emulation)
+        elif fleet is None:  # against a lab `htfl fleet up` started: its dilation and limits
+            from htfl.workstation.fleet.emulation import lab_for, record_in_results
+
+            if (lab := lab_for(exp.superlink.address)) is not None:
+                record_in_results(results_dir, lab)
         if interrupted:
             record_interrupted(results_dir, run_id)
     if (results_dir / "rounds.csv").exists():

@@ -8,6 +8,12 @@ mount at the same absolute path as on the host, where ``htfl run`` follows it), 
 (provisioned from the repository's ``dashboards/``). Works with podman-compose and Docker
 Compose. The repository's ``docker-compose.yml`` is this module's output for one device of
 each class (``python -m htfl.workstation.fleet.compose``; a test keeps it current).
+
+Links: by default each device dials the SuperLink through its own port of a ``link`` service,
+the same relay the processes engine uses (:mod:`htfl.workstation.fleet.relay`: bandwidth,
+latency, jitter, loss per device and direction), outside every device's CPU quota. With
+``link="netem"`` (``htfl fleet up`` chooses it where the kernel has netem) devices dial the
+SuperLink directly and :mod:`htfl.workstation.fleet.netem` shapes each container's interface.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,8 @@ IMAGE = "localhost/htfl:latest"
 SUPERLINK_PORT = 8000  # inside the network; published on the host at ComposeOptions.port
 SERVER_METRICS_PORT = 9465  # the ServerApp's /metrics ([telemetry] server_metrics_port)
 AGENT_METRICS_PORT = 9464
+#: the link service's port for the first device (inside the network; one port per device)
+LINK_BASE_PORT = 9000
 #: images named for users of the monitoring profile (pulled by their engine, never by tests)
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v2.53.0"
 GRAFANA_IMAGE = "docker.io/grafana/grafana-oss:11.1.0"
@@ -93,11 +101,52 @@ class ComposeOptions:
     #: Prometheus and Grafana: "profile" (Compose's `monitoring` profile, the repository's
     #: file), "on" (started with the lab; podman-compose 1.0.3 ignores profiles) or "off"
     monitoring: str = "profile"
+    #: how links are shaped: "relay" (a link service, every kernel), "netem" (devices dial the
+    #: SuperLink directly; the fleet sets netem on their interfaces) or "off"
+    link: str = "relay"
+
+
+def link_ports(plan: FleetPlan) -> dict[str, int]:
+    """Each device's port on the link service (in plan order)."""
+    return {d.name: LINK_BASE_PORT + i for i, d in enumerate(plan.devices)}
+
+
+def link_service(plan: FleetPlan, opts: ComposeOptions) -> dict[str, Any]:
+    """The relay in front of the SuperLink: one port per device, that device's link shape.
+    No CPU quota: the network must not wait for a device's (or the host's) CPU."""
+    ports = link_ports(plan)
+    spec = {
+        "upstream": f"superlink:{SUPERLINK_PORT}",
+        "host": "0.0.0.0",
+        "seed": 0,
+        "devices": [
+            {"name": d.name, "port": ports[d.name], "link": asdict(d.link)} for d in plan.devices
+        ],
+    }
+    return {
+        "image": opts.image,
+        "container_name": f"{opts.project}-link",
+        "command": [
+            "python",
+            "-m",
+            "htfl.workstation.fleet.relay",
+            "--spec-json",
+            json.dumps(spec, sort_keys=True),
+        ],
+        "labels": {"htfl.fleet": opts.project, "htfl.device": ""},
+        "depends_on": ["superlink"],
+        "init": True,
+        "stop_grace_period": "10s",
+    }
 
 
 def device_service(host: Host, plan: FleetPlan, opts: ComposeOptions) -> dict[str, Any]:
     limits = plan.device(host.name)
     meter = host.meter or simulated_meter(host.device_class)
+    if opts.link == "relay":
+        dial, after = f"link:{link_ports(plan)[host.name]}", ["link"]
+    else:
+        dial, after = f"superlink:{SUPERLINK_PORT}", ["superlink"]
     return {
         "image": opts.image,
         "container_name": f"{opts.project}-{host.name}",
@@ -106,7 +155,7 @@ def device_service(host: Host, plan: FleetPlan, opts: ComposeOptions) -> dict[st
             "htfl",
             "agent",
             "--superlink",
-            f"superlink:{SUPERLINK_PORT}",
+            dial,
             "--device-class",
             host.device_class,
             "--name",
@@ -115,13 +164,16 @@ def device_service(host: Host, plan: FleetPlan, opts: ComposeOptions) -> dict[st
             "1",
             "--metrics-port",
             str(AGENT_METRICS_PORT),
+            # every interface of the container: Prometheus scrapes it from another container
+            "--metrics-host",
+            "0.0.0.0",
             "--meter",
             json.dumps(meter, sort_keys=True),
         ],
         "cpus": round(limits.cpu_cores, 3),
         "mem_limit": f"{limits.memory_bytes // (1024 * 1024)}m",
         "labels": {"htfl.fleet": opts.project, "htfl.device": host.name},
-        "depends_on": ["superlink"],
+        "depends_on": after,
         # an init as PID 1 passes SIGTERM on (a Python PID 1 without a handler ignores it, and
         # every stop would wait out the grace period)
         "init": True,
@@ -161,6 +213,8 @@ def compose_document(
             "stop_grace_period": "10s",
         }
     }
+    if opts.link == "relay":
+        services["link"] = link_service(plan, opts)
     for host in hosts:
         services[host.name] = device_service(host, plan, opts)
     if opts.monitoring != "off":
@@ -170,6 +224,7 @@ def compose_document(
         "x-htfl": {
             "time_dilation": round(plan.time_dilation, 4),
             "host_cores": plan.host_cores,
+            "link": opts.link,
             "devices": {d.name: d.device_class for d in plan.devices},
         },
         "services": services,
@@ -247,7 +302,9 @@ HEADER = """\
 # The simulated lab in containers: a Flower SuperLink (running htfl's ServerApp) and simulated
 # devices, one service each, under their class's profile (cpus: the CPU quota from the relative
 # speed, divided by x-htfl.time_dilation so the quotas fit the host; mem_limit: the class's
-# memory). `docker compose --profile monitoring up` adds Prometheus and Grafana.
+# memory; link: each device dials the SuperLink through its own port of the `link` relay, which
+# gives it the class's bandwidth, latency, jitter and loss). `docker compose --profile monitoring
+# up` adds Prometheus and Grafana.
 #
 # Written by `python -m htfl.workstation.fleet.compose` (one device per class, quotas for a
 # 2-core host); `htfl fleet up --engine compose` writes one for any inventory and host

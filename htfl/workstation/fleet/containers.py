@@ -124,9 +124,27 @@ class ComposeFleet:
         self._compose("up", "-d", timeout=timeout)
         try:
             self.wait_ready([h.name for h in hosts], timeout)
+            if self.opts.link == "netem":
+                self.shape_links(plan)
         except BaseException:
             self.down()
             raise
+
+    def shape_links(self, plan: FleetPlan) -> None:
+        """netem on every device container's interface and its host end (``link="netem"``,
+        chosen where the kernel has netem); a failure names the device."""
+        from htfl.workstation.fleet.netem import shape_container
+
+        for d in plan.devices:
+            container = f"{self.opts.project}-{d.name}"
+            done = self._engine("inspect", "--format", "{{.State.Pid}}", container)
+            try:
+                shape_container(int(done.stdout.strip()), d.link)
+            except (ValueError, RuntimeError, subprocess.SubprocessError) as err:
+                detail = getattr(err, "stderr", "") or ""
+                raise FleetError(
+                    f"device {d.name}: cannot shape its link with netem: {err} {detail}"
+                ) from None
 
     def containers(self) -> list[Container]:
         """This project's containers (by its label), whatever their state."""
@@ -147,7 +165,7 @@ class ComposeFleet:
         prefix = f"{self.opts.project}-"
         for name, state in rows:
             device = name[len(prefix) :] if name.startswith(prefix) else name
-            if device in ("superlink", "prometheus", "grafana"):
+            if device in ("superlink", "link", "prometheus", "grafana"):
                 device = ""
             found.append(Container(name, device, state.strip().lower()))
         return found

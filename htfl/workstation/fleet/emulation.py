@@ -10,9 +10,11 @@ record says so and why: a figure from such a run describes the workstation, not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,7 @@ class Emulation:
         spec = {
             "upstream": superlink,
             "seed": seed,
+            "control": str(relay_control_path(log_dir)),  # fault injection: cut a link
             "devices": [
                 {"name": d.name, "port": self.relay_ports[d.name], "link": asdict(d.link)}
                 for d in self.plan.devices
@@ -112,18 +115,8 @@ class Emulation:
     def record(self) -> dict[str, Any]:
         """The fleet's emulation as the results keep it (``emulation.json``, and merged into
         ``devices.json`` and ``summary.json`` by :func:`record_in_results`)."""
-        return {
-            "time_dilation": self.plan.time_dilation,
-            "host_cores": self.plan.host_cores,
-            "applied": dict(self.applied),
-            "devices": {
-                d.name: {
-                    **self.plan.record(d.name, self.applied),
-                    **({"exit_cause": c} if (c := self.exit_cause(d.name)) else {}),
-                }
-                for d in self.plan.devices
-            },
-        }
+        causes = {d.name: c for d in self.plan.devices if (c := self.exit_cause(d.name))}
+        return plan_record(self.plan, self.applied, causes)
 
     def stop(self) -> None:
         """Remove the cgroups (the fleet's processes have exited by now)."""
@@ -132,6 +125,67 @@ class Emulation:
                 self.causes[name] = cause
         if self.tree is not None:
             self.tree.remove()
+
+
+def relay_control_path(log_dir: Path) -> Path:
+    """The relay's control socket (``cut NAME SECONDS``): in the fleet's log directory, or
+    under the temporary directory where that path is too long for a Unix socket (108 bytes)."""
+    path = log_dir.resolve() / "relay.sock"
+    if len(str(path).encode()) < 100:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"htfl-relay-{digest}.sock"
+
+
+def plan_record(
+    plan: FleetPlan, applied: dict[str, str], causes: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A fleet's emulation as the results keep it: the dilation, how each mechanism was
+    applied, and each device's limits (with why its limits killed it, if they did)."""
+    causes = causes or {}
+    return {
+        "time_dilation": plan.time_dilation,
+        "host_cores": plan.host_cores,
+        "applied": dict(applied),
+        "devices": {
+            d.name: {
+                **plan.record(d.name, applied),
+                **({"exit_cause": causes[d.name]} if d.name in causes else {}),
+            }
+            for d in plan.devices
+        },
+    }
+
+
+# --- a lab `htfl fleet up` started: found by `htfl run` through its SuperLink address -------
+LAB_FILE = "lab.json"
+LABS = Path("build/fleet")  # `htfl fleet`'s working directory (relative to where it runs)
+
+
+def write_lab(workdir: Path, engine: str, superlink: str, record: dict[str, Any]) -> Path:
+    """``<workdir>/lab.json``: the lab's engine, SuperLink address and emulation record;
+    ``htfl fleet down`` removes it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / LAB_FILE
+    path.write_text(json.dumps({"engine": engine, "superlink": superlink, **record}, indent=2))
+    return path
+
+
+def lab_for(superlink: str, labs: Path = LABS) -> dict[str, Any] | None:
+    """The emulation record of the lab up under ``labs`` whose SuperLink is ``superlink``
+    (an experiment's ``[superlink] address``), or None: a run against a lab's SuperLink
+    records the lab's dilation and limits (``htfl run``)."""
+    host, _, port = superlink.rpartition(":")
+    local = {"127.0.0.1", "localhost", "0.0.0.0", "[::1]", "::1"}
+    for path in sorted(labs.glob(f"*/{LAB_FILE}")) if labs.is_dir() else []:
+        try:
+            lab = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        lab_host, _, lab_port = str(lab.get("superlink", "")).rpartition(":")
+        if lab_port == port and (lab_host == host or {lab_host, host} <= local):
+            return lab
+    return None
 
 
 def local_emulation(classes: dict[str, int], count: int) -> Emulation:
@@ -144,22 +198,28 @@ def local_emulation(classes: dict[str, int], count: int) -> Emulation:
     return Emulation(plan_fleet([(h.name, h.device_class) for h in hosts]))
 
 
-def record_in_results(results_dir: Path, emulation: Emulation) -> None:
+def record_in_results(results_dir: Path, emulation: Emulation | dict[str, Any]) -> None:
     """Write ``emulation.json``, and add the time dilation to ``summary.json`` and each device's
-    limits to its ``devices.json`` row, where the ServerApp wrote them."""
+    limits to its ``devices.json`` row, where the ServerApp wrote them. ``emulation`` is a
+    local fleet's, or the record of a lab ``htfl fleet up`` started (:func:`lab_for`)."""
     from htfl.workstation.server.results import SUMMARY_FILE, write_json
 
     if not results_dir.is_dir():
         return
-    record = emulation.record()
+    if isinstance(emulation, Emulation):
+        record, causes = emulation.record(), dict(emulation.causes)
+    else:
+        record = emulation
+        causes = {n: d["exit_cause"] for n, d in record["devices"].items() if "exit_cause" in d}
     write_json(results_dir / EMULATION_FILE, record)
     summary_path = results_dir / SUMMARY_FILE
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         summary["time_dilation"] = record["time_dilation"]
-        summary["emulation"] = {k: record[k] for k in ("time_dilation", "host_cores", "applied")}
-        if emulation.causes:  # devices the limits killed (the OOM killer), each with its cause
-            summary["emulation"]["device_errors"] = dict(emulation.causes)
+        keys = ("time_dilation", "host_cores", "applied", "engine")
+        summary["emulation"] = {k: record[k] for k in keys if k in record}
+        if causes:  # devices the limits killed (the OOM killer), each with its cause
+            summary["emulation"]["device_errors"] = causes
         write_json(summary_path, summary)
     devices_path = results_dir / "devices.json"
     if devices_path.exists():

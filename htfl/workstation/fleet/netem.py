@@ -11,10 +11,12 @@ containers too. :func:`netem_available` says which applies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 from htfl.workstation.fleet.profiles import LinkShape
 
@@ -53,3 +55,31 @@ def netem_command(link: LinkShape, device: str = "eth0") -> list[str]:
         "loss",
         f"{link.loss * 100:.4f}%",
     ]
+
+
+def peer_interface(pid: int, device: str = "eth0") -> str:
+    """The host's end of the veth pair whose other end is ``device`` in process ``pid``'s
+    network namespace (a container on a bridge network): found by its interface index."""
+    done = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "cat", f"/sys/class/net/{device}/iflink"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    index = done.stdout.strip()
+    for path in Path("/sys/class/net").iterdir():
+        with contextlib.suppress(OSError):
+            if (path / "ifindex").read_text().strip() == index:
+                return path.name
+    raise RuntimeError(f"no host interface with index {index} (the peer of pid {pid}'s {device})")
+
+
+def shape_container(pid: int, link: LinkShape, device: str = "eth0") -> list[list[str]]:
+    """Give a container's link both ways: netem on its ``device`` (what it sends) and on the
+    host's end of its veth pair (what it receives). Returns the commands run."""
+    up = ["nsenter", "-t", str(pid), "-n", *netem_command(link, device)]
+    down = netem_command(link, peer_interface(pid, device))
+    for argv in (up, down):
+        subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30)
+    return [up, down]

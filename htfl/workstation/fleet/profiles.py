@@ -172,6 +172,8 @@ class ProfileTable:
     busy_watts: Annotated[Number, at_least(0)]
     link_jitter_ms: Annotated[Number, at_least(0)] = 0.0
     link_loss: Annotated[Number, within(0, 1, low_open=False)] = 0.0
+    #: what `htfl calibrate` measured (kept with the profile as its evidence; not applied)
+    calibration: dict[str, Any] | None = None
 
 
 def profile_from_mapping(data: Any, where: str) -> SimulationProfile:
@@ -179,12 +181,13 @@ def profile_from_mapping(data: Any, where: str) -> SimulationProfile:
     ``where`` and the key (an unknown key included), as :class:`ProfileError`."""
     from pydantic import TypeAdapter
 
-    known = [f.name for f in fields(SimulationProfile)]
+    known = [f.name for f in fields(SimulationProfile)] + ["calibration"]
     try:
         parsed = TypeAdapter(ProfileTable).validate_python(data)
     except ValidationError as err:
         raise ProfileError("\n".join(problem_lines(err, where, known=known))) from None
     values = asdict(parsed)
+    values.pop("calibration")
     values["memory_mb"] = int(values["memory_mb"])
     return SimulationProfile(**values)
 
@@ -204,6 +207,23 @@ def load_profile_file(path: Path) -> tuple[str, SimulationProfile]:
     except (OSError, yaml.YAMLError) as err:
         raise ProfileError(f"{path}: cannot read the profile: {err}") from None
     return cls, profile_from_mapping(data, str(path))
+
+
+PROFILES_DIR = "profiles"
+
+
+def profiles_dir(inventory: Path) -> Path:
+    """Where calibrated profiles live: ``profiles/`` beside the inventory file."""
+    return inventory.parent / PROFILES_DIR
+
+
+def inventory_profiles(inventory: Path) -> dict[str, SimulationProfile]:
+    """The calibrated profiles beside ``inventory`` (``profiles/<class>.yml``), by class: a
+    fleet from that inventory uses them instead of the shipped ones (``htfl fleet up``)."""
+    folder = profiles_dir(inventory)
+    if not folder.is_dir():
+        return {}
+    return dict(load_profile_file(path) for path in sorted(folder.glob("*.yml")))
 
 
 def with_overrides(profile: SimulationProfile, **changes: Any) -> SimulationProfile:

@@ -24,8 +24,9 @@ The line, per device and direction (shared by the device's connections, as a rea
 The relay reads as fast as its bounded queue lets it, so a sender that outruns the line is
 held back by TCP's own flow control, not by an unbounded buffer here.
 
-Run as ``python -m htfl.workstation.fleet.relay SPEC.json`` (the local fleet does); the spec
-names the upstream and, per device, a listen port and its link.
+Run as ``python -m htfl.workstation.fleet.relay SPEC.json`` (the local fleet does) or with
+``--spec-json JSON`` (the compose lab's ``link`` service); the spec names the upstream, the
+address to listen on (default 127.0.0.1) and, per device, a listen port and its link.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ def relays_from_spec(spec: dict) -> list[DeviceRelay]:
             (host, int(port)),
             LinkShape(**d["link"]),
             spec.get("seed", 0),
+            spec.get("host", "127.0.0.1"),
         )
         for d in spec["devices"]
     ]
@@ -212,10 +214,15 @@ async def serve(relays: list[DeviceRelay], stop: asyncio.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("spec", type=Path, help="JSON: upstream, seed, devices[name, port, link]")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "spec", type=Path, nargs="?", help="JSON: upstream, host, seed, devices[name, port, link]"
+    )
+    given.add_argument("--spec-json", metavar="JSON", help="the spec itself (a compose service's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    relays = relays_from_spec(json.loads(args.spec.read_text()))
+    spec = json.loads(args.spec_json) if args.spec_json else json.loads(args.spec.read_text())
+    relays = relays_from_spec(spec)
 
     async def run() -> None:
         stop = asyncio.Event()
