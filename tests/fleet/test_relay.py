@@ -131,3 +131,73 @@ def test_netem_where_the_kernel_has_it() -> None:
     if shutil.which("ip"):
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert "htfl-netem-probe" not in listed
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    """The connection ended (end of stream or reset) instead of carrying data."""
+    try:
+        return await reader.read(1) == b""
+    except ConnectionError:
+        return True
+
+
+def test_a_cut_link_resets_open_connections_refuses_new_ones_then_carries_again() -> None:
+    """A cut (the faults benchmark's "link cut"): the open connection is reset, a new one is
+    closed at once while the cut lasts, and once it ends traffic flows again."""
+    link = LinkShape(bandwidth_bit_s=1e9, latency_s=0.0, jitter_s=0.0, loss=0.0)
+
+    async def job(relay: DeviceRelay, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"a")
+        assert await reader.readexactly(1) == b"a"
+        relay.cut(0.5)
+        assert await _closed(reader)  # reset: no more data on the open connection
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"b")
+        assert await _closed(reader)  # refused while cut
+        writer.close()
+        await asyncio.sleep(0.6)
+        assert (await _round_trip(port, b"c"))[1] == b"c"
+        assert relay.cut_connections == 2 and not relay.is_cut
+
+    async def main() -> None:
+        server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        upstream = ("127.0.0.1", server.sockets[0].getsockname()[1])
+        relay = DeviceRelay("dev", free_port(), upstream, link)
+        relay_server = await relay.start()
+        try:
+            await job(relay, relay.port)
+        finally:
+            relay_server.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_the_control_socket_cuts_the_named_device_and_refuses_an_unknown_one(tmp_path) -> None:
+    import json
+
+    import pytest
+
+    from htfl.workstation.fleet.relay import cut_link, serve
+
+    link = LinkShape(bandwidth_bit_s=1e9, latency_s=0.0, jitter_s=0.0, loss=0.0)
+    relays = [DeviceRelay(n, free_port(), ("127.0.0.1", free_port()), link) for n in ("a", "b")]
+    spec = tmp_path / "relay.json"
+    spec.write_text(json.dumps({"control": str(tmp_path / "relay.sock")}))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(relays, stop, tmp_path / "relay.sock"))
+        while not (tmp_path / "relay.sock").exists():
+            await asyncio.sleep(0.01)
+        assert (tmp_path / "relay.sock").stat().st_mode & 0o777 == 0o600
+        await asyncio.to_thread(cut_link, spec, "b", 30)
+        with pytest.raises(RuntimeError, match="no device 'c'"):
+            await asyncio.to_thread(cut_link, spec, "c", 30)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert relays[1].is_cut and not relays[0].is_cut

@@ -24,6 +24,11 @@ The line, per device and direction (shared by the device's connections, as a rea
 The relay reads as fast as its bounded queue lets it, so a sender that outruns the line is
 held back by TCP's own flow control, not by an unbounded buffer here.
 
+A device's link can also be **cut** for a while (:meth:`DeviceRelay.cut`; a fault injector
+sends ``cut NAME SECONDS`` to the Unix socket the spec names as ``control``, see
+:func:`cut_link`): its open connections are reset and new ones closed at once until the cut
+ends, as a peer behind a dead link answers (refused or reset); then the link carries again.
+
 Run as ``python -m htfl.workstation.fleet.relay SPEC.json`` (the local fleet does) or with
 ``--spec-json JSON`` (the compose lab's ``link`` service); the spec names the upstream, the
 address to listen on (default 127.0.0.1) and, per device, a listen port and its link.
@@ -38,6 +43,8 @@ import json
 import logging
 import random
 import signal
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,23 +156,58 @@ class DeviceRelay:
     host: str = "127.0.0.1"
     up: Line = field(init=False)
     down: Line = field(init=False)
+    #: monotonic time until which the link is cut (0: never cut)
+    cut_until: float = 0.0
+    #: connections refused or reset by cuts
+    cut_connections: int = 0
+    #: the open connections, each as its (device side, SuperLink side) writers
+    _open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = field(
+        default_factory=set, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.up = Line(self.link, random.Random(f"{self.seed}:{self.name}:up"))
         self.down = Line(self.link, random.Random(f"{self.seed}:{self.name}:down"))
 
+    @property
+    def is_cut(self) -> bool:
+        return time.monotonic() < self.cut_until
+
+    def cut(self, seconds: float) -> None:
+        """Cut the link for ``seconds`` from now: reset every open connection (both ends) and
+        refuse new ones until then."""
+        self.cut_until = max(self.cut_until, time.monotonic() + seconds)
+        log.info("%s: link cut for %.1f s", self.name, seconds)
+        for pair in list(self._open):
+            self.cut_connections += 1
+            for writer in pair:
+                writer.transport.abort()  # RST to the device and to the SuperLink
+        self._open.clear()
+
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            self.cut_connections += 1
+            client_w.transport.abort()
+            return
         try:
             server_r, server_w = await asyncio.open_connection(*self.upstream)
         except OSError as err:
             log.warning("%s: cannot reach the SuperLink at %s: %s", self.name, self.upstream, err)
             client_w.close()
             return
+        if self.is_cut:  # cut while the upstream connection was being made
+            self.cut_connections += 1
+            for w in (client_w, server_w):
+                w.transport.abort()
+            return
+        pair = (client_w, server_w)
+        self._open.add(pair)
         try:
             await asyncio.gather(
                 _pump(client_r, server_w, self.up), _pump(server_r, client_w, self.down)
             )
         finally:
+            self._open.discard(pair)
             for w in (server_w, client_w):
                 w.close()
                 with contextlib.suppress(Exception):
@@ -182,6 +224,7 @@ class DeviceRelay:
             "down_bytes": self.down.bytes,
             "down_segments": self.down.segments,
             "down_lost": self.down.lost,
+            "cut_connections": self.cut_connections,
         }
 
 
@@ -200,8 +243,56 @@ def relays_from_spec(spec: dict) -> list[DeviceRelay]:
     ]
 
 
-async def serve(relays: list[DeviceRelay], stop: asyncio.Event) -> None:
+async def _control(
+    relays: dict[str, DeviceRelay], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """One control connection: ``cut NAME SECONDS`` lines, each answered ``ok`` or
+    ``error: ...``."""
+    try:
+        while line := await reader.readline():
+            match line.decode(errors="replace").split():
+                case ["cut", name, seconds] if name in relays:
+                    try:
+                        relays[name].cut(float(seconds))
+                        answer = "ok"
+                    except ValueError:
+                        answer = f"error: {seconds!r} is not a number of seconds"
+                case ["cut", name, _]:
+                    answer = f"error: no device {name!r} (known: {', '.join(sorted(relays))})"
+                case _:
+                    answer = "error: expected: cut NAME SECONDS"
+            writer.write(answer.encode() + b"\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+def cut_link(spec: Path, name: str, seconds: float, timeout: float = 10.0) -> None:
+    """Ask the relay run with ``spec`` to cut device ``name``'s link for ``seconds``;
+    RuntimeError with the relay's answer if it refuses."""
+    control = json.loads(spec.read_text()).get("control")
+    if not control:
+        raise RuntimeError(f"{spec}: the relay has no control socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(control)
+        sock.sendall(f"cut {name} {seconds}\n".encode())
+        answer = sock.makefile().readline().strip()
+    if answer != "ok":
+        raise RuntimeError(f"link relay: {answer or 'no answer'}")
+
+
+async def serve(
+    relays: list[DeviceRelay], stop: asyncio.Event, control: Path | None = None
+) -> None:
     servers = [await r.start() for r in relays]
+    if control is not None:
+        by_name = {r.name: r for r in relays}
+        control.unlink(missing_ok=True)
+        servers.append(
+            await asyncio.start_unix_server(lambda r, w: _control(by_name, r, w), path=control)
+        )
+        control.chmod(0o600)
     log.info("relaying %d devices", len(relays))
     try:
         await stop.wait()
@@ -223,13 +314,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     spec = json.loads(args.spec_json) if args.spec_json else json.loads(args.spec.read_text())
     relays = relays_from_spec(spec)
+    control = Path(spec["control"]) if spec.get("control") else None
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(relays, stop)
+        try:
+            await serve(relays, stop, control)
+        finally:
+            if control is not None:
+                control.unlink(missing_ok=True)
 
     asyncio.run(run())
     return 0
