@@ -31,6 +31,12 @@ class AgentOptions:
     root_certificates: str | None = None
     #: the device's private key for Flower's SuperNode authentication (None: no auth)
     auth_private_key: str | None = None
+    #: give up after this many seconds of failed attempts to reach the SuperLink (None: never)
+    superlink_lost_after: float | None = None
+
+
+class SuperLinkLost(RuntimeError):
+    """The SuperNode gave up reaching the SuperLink (``superlink_lost_after`` passed)."""
 
 
 def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
@@ -52,6 +58,8 @@ def supernode_argv(options: AgentOptions, runtime_port: int) -> list[str]:
         argv += ["--root-certificates", options.root_certificates]
     if options.auth_private_key:
         argv += ["--auth-supernode-private-key", options.auth_private_key]
+    if options.superlink_lost_after is not None:  # Flower's bound on each call's retries
+        argv += ["--max-wait-time", str(options.superlink_lost_after)]
     return argv
 
 
@@ -80,6 +88,14 @@ def run_agent(
     )
     try:
         flower_adapter.run_supernode(supernode_argv(options, runtime_port))
+        # Flower returns (rather than exits) only when a call gave up retrying: the SuperLink
+        # stayed out of reach for superlink_lost_after seconds (a signal exits instead)
+        bound = options.superlink_lost_after
+        raise SuperLinkLost(
+            f"the SuperLink at {options.superlink} was not reachable "
+            + (f"for {bound:g} s (--superlink-lost-after)" if bound is not None else "")
+            + "; giving up"
+        )
     finally:
         worker.stop()
         if instruments is not None:

@@ -55,7 +55,7 @@ class DeviceInstruments:
         device: str,
         device_class: str,
         metrics_port: int | None = None,
-        metrics_host: str = "0.0.0.0",
+        metrics_host: str = "127.0.0.1",
         meter: dict[str, Any] | None = None,
         telemetry_rate_hz: float = 1.0,
     ) -> None:

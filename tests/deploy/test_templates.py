@@ -59,6 +59,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "htfl_wheel_path": str(wheel.path),
         "htfl_device_class": "orange-pi-5b",
         "htfl_superlink": "10.0.0.100:8000",
+        "ansible_host": "10.0.0.21",  # the device's address in the inventory
         "htfl_meter": TRICKY_METER,
         "htfl_service_manager": "systemd",
         "htfl_agent_extra_args": ["--poll-interval", "0.05"],
@@ -91,6 +92,8 @@ def test_the_agent_argv_carries_the_inventory(rendered: Path) -> None:
         "localhost",
     ]
     assert argv[-2:] == ["--poll-interval", "0.05"]
+    # /metrics served on the inventory's address (where Prometheus is pointed), nowhere else
+    assert argv[argv.index("--metrics-host") + 1] == "10.0.0.21"
     if "--meter" in argv:  # only when the wheel's agent has the option
         assert json.loads(argv[argv.index("--meter") + 1]) == TRICKY_METER
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from htfl.cli import integer
 from htfl.device.power.spec_text import SYNTAX, checked_meter, meter_argument
@@ -74,6 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds between SuperLink polls after 2 minutes without messages",
     )
     p.add_argument(
+        "--superlink-lost-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="exit (status 1) once the SuperLink has been out of reach this long, so an agent "
+        "whose SuperLink never returns does not wait forever (default: 600; a service manager "
+        "restarts it)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=integer(-1, 65535),
         default=9464,
@@ -82,9 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--metrics-host",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="ADDRESS",
-        help="the address /metrics listens on (127.0.0.1: this machine only)",
+        help="the address /metrics listens on (default: 127.0.0.1, this machine only; "
+        "htfl deploy passes the inventory's address, the container lab 0.0.0.0)",
     )
     p.add_argument(
         "--meter",
@@ -113,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from htfl.datasets.base import data_dir
-    from htfl.device.agent import AgentOptions, run_agent
+    from htfl.device.agent import AgentOptions, SuperLinkLost, run_agent
     from htfl.device.client_runtime import ClientRuntime
     from htfl.device.instruments import DeviceInstruments, MetricsPortInUse
 
@@ -131,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         insecure=args.root_certificates is None,
         root_certificates=args.root_certificates,
         auth_private_key=args.auth_private_key,
+        superlink_lost_after=args.superlink_lost_after,
     )
     instruments = DeviceInstruments(
         name,
@@ -148,9 +161,25 @@ def run(args: argparse.Namespace) -> int:
         data_dir=shards,
         training_device=args.training_device,
     )
+    lost: SuperLinkLost | None = None
     try:
         run_agent(options, runtime, instruments)
     except MetricsPortInUse as err:
         print(f"htfl agent: error: {err}", file=sys.stderr)
         return 2
+    except SuperLinkLost as err:
+        lost = err
+    if lost is not None:
+        print(f"htfl agent: error: {lost}", file=sys.stderr)
+        exit_now(1)
     return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process now, once the agent's own parts are stopped: Flower's SuperNode leaves
+    its Runtime API server thread running when it gives up on the SuperLink (only Flower's
+    exit handlers stop it), and that thread would keep the process alive for ever."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
