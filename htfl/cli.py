@@ -36,7 +36,11 @@ WORKSTATION_COMMANDS: tuple[str, ...] = (
     "htfl.workstation.cli.report",
 )
 #: Device commands (also on the workstation: the local fleet runs agents; meters are probed).
-DEVICE_COMMANDS: tuple[str, ...] = ("htfl.device.cli.agent", "htfl.device.cli.power")
+DEVICE_COMMANDS: tuple[str, ...] = (
+    "htfl.device.cli.agent",
+    "htfl.device.cli.power",
+    "htfl.device.cli.calibrate",
+)
 
 WORKSTATION_GUIDE = """\
 Heterogeneous federated learning on edge devices, with Flower.

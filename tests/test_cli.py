@@ -105,7 +105,12 @@ def test_a_device_install_lists_the_device_commands(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(htfl.cli, "workstation_installed", lambda: False)
     text = build_parser().format_help()
     listing = text[text.index("\ncommands:") :]
-    assert re.findall(r"^ {2}(\S+)\s", listing, flags=re.MULTILINE)[:3] == ["agent", "power", "-h,"]
+    assert re.findall(r"^ {2}(\S+)\s", listing, flags=re.MULTILINE)[:4] == [
+        "agent",
+        "power",
+        "calibrate",
+        "-h,",
+    ]
     assert "htfl data" not in text and "htfl run" not in text
 
 
