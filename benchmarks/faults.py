@@ -10,7 +10,8 @@ Flower detaches into its own session). "bad inputs" runs the table of bad input 
 promised (exit 2, message, nothing started or written).
 
 Usage (from the repository root):
-    python -m benchmarks.faults [--rounds 4] [--deadline 20] [--freeze 40] [--faults a,b,...]
+    python -m benchmarks.faults [--rounds 4] [--deadline 20] [--freeze 40] [--cut 30]
+                                [--faults a,b,...]
 """
 
 from __future__ import annotations
@@ -297,11 +298,14 @@ class Outcome:
 
 
 class Bench:
-    def __init__(self, workdir: Path, rounds: int, deadline: float, freeze: float) -> None:
+    def __init__(
+        self, workdir: Path, rounds: int, deadline: float, freeze: float, cut: float = 30.0
+    ) -> None:
         self.workdir = workdir
         self.rounds = rounds
         self.deadline = deadline
         self.freeze = freeze
+        self.cut = cut
         self.extra: list[subprocess.Popen] = []  # processes a fault started itself
 
     def experiment(self, fault: str, rounds: int) -> tuple[Path, Path]:
@@ -472,6 +476,34 @@ class Bench:
             "uninvited node (a participant's name)", results, [run], [code], t0, note
         )
 
+    def link_cut(self) -> Outcome:
+        """The device's link to the SuperLink (its relay, the local fleet's link emulation) is
+        cut for ``self.cut`` seconds once round 1 is recorded, then comes back."""
+        from htfl.workstation.fleet.relay import cut_link
+
+        t0 = time.monotonic()
+        fault = f"link cut {self.cut:.0f} s"
+        # rounds enough for the device to miss some and come back for others
+        rounds = max(self.rounds, 3 + int(self.cut // self.deadline) + 2)
+        results, run = self._first_run(fault, rounds)
+        name = "orange-pi-5b-01"
+        cut_at = len(events(results, "round"))
+        cut_link(results / "fleet-logs" / "relay.json", name, self.cut)
+        code = run.wait(900)
+        rows = []
+        with contextlib.suppress(OSError), open(results / "rounds.csv", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["device"] == name]
+        missed = [int(r["round"]) for r in rows if r["status"] in ("late", "error")]
+        back = [int(r["round"]) for r in rows if r["status"] == "ok" and int(r["round"]) > cut_at]
+        # nobody restarts the agent here: back means the same process, with its own model
+        rejoined = events(results, "rejoined")
+        note = (
+            f"cut after round {cut_at}; missed rounds {missed or 'none'}; "
+            + (f"back in round {back[0]}" if back else "NOT back")
+            + (" (set up again on a new node)" if rejoined else "")
+        )
+        return self.outcome(fault, results, [run], [code], t0, note)
+
     def bad_inputs(self) -> Outcome:
         t0 = time.monotonic()
         wrong = {}
@@ -502,6 +534,7 @@ FAULTS: dict[str, Callable[[Bench], Outcome]] = {
     "superlink-killed": Bench.superlink_killed,
     "agent-restarted": Bench.agent_restarted,
     "uninvited-node": Bench.uninvited_node,
+    "link-cut": Bench.link_cut,
     "bad-inputs": Bench.bad_inputs,
 }
 
@@ -531,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--deadline", type=float, default=20.0, help="[devices] deadline_seconds")
     ap.add_argument("--freeze", type=float, default=40.0, help="seconds a device is frozen")
+    ap.add_argument("--cut", type=float, default=30.0, help="seconds a device's link is cut")
     ap.add_argument("--faults", default=",".join(FAULTS), help=f"of {', '.join(FAULTS)}")
     args = ap.parse_args(argv)
     chosen = [f for f in args.faults.split(",") if f]
@@ -538,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
     with tempfile.TemporaryDirectory(prefix="htfl-faults-") as tmp:
-        bench = Bench(Path(tmp), args.rounds, args.deadline, args.freeze)
+        bench = Bench(Path(tmp), args.rounds, args.deadline, args.freeze, args.cut)
         outcomes = []
         for name in chosen:
             outcome = FAULTS[name](bench)

@@ -65,3 +65,14 @@ def test_uninvited_node(bench: Bench) -> None:
     outcome = bench.uninvited_node()
     _complete(outcome)
     assert outcome.note == "ignored: duplicate device name"
+
+
+def test_link_cut(tmp_path: Path) -> None:
+    """The device's link is cut (its relay resets and refuses its connections) for as long as
+    one deadline: it misses the round(s) of the cut, its rows say so, and it comes back with
+    its own model (same process, no new setup) and answers the rounds after."""
+    outcome = Bench(tmp_path, rounds=3, deadline=20.0, freeze=30.0, cut=20.0).link_cut()
+    _complete(outcome)
+    assert outcome.exits == [0]
+    assert "missed rounds [" in outcome.note and "back in round" in outcome.note, outcome.note
+    assert "set up again" not in outcome.note, outcome.note
