@@ -119,3 +119,19 @@ def test_a_profile_file_is_read_and_checked(tmp_path) -> None:
     text = str(err.value)
     assert f"{worse}.relative_speed: expected a number > 0" in text
     assert f"{worse}.link_loss: expected a number in [0, 1]" in text
+
+
+def test_every_shipped_profile_number_cites_its_source() -> None:
+    """Each field of each class's shipped profile names a document and says whether the
+    number is published, derived from published figures, or an estimate."""
+    from dataclasses import fields
+
+    from htfl.devices import DEVICE_CLASSES, PROFILE_SOURCES, SimulationProfile
+
+    names = [f.name for f in fields(SimulationProfile)]
+    assert set(PROFILE_SOURCES) == set(DEVICE_CLASSES)
+    for cls, sources in PROFILE_SOURCES.items():
+        assert sorted(sources) == sorted(names), cls
+        for name, source in sources.items():
+            assert source.kind in ("published", "derived", "estimate"), (cls, name)
+            assert source.document and source.how, (cls, name)
