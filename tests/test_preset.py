@@ -83,3 +83,18 @@ def test_an_unknown_preset_is_named() -> None:
     raw["experiment"]["preset"] = "pfllib"
     with pytest.raises(ConfigError, match="experiment.preset"):
         experiment_from_dict(raw)
+
+
+@pytest.mark.parametrize("name", ["fml", "fedkd", "fedmrl"])
+def test_the_shared_model_is_the_familys_first_member_as_htfllib_builds_it(name: str) -> None:
+    """HtFLlib's FML, FedKD and FedMRL servers build the shared model as
+    ``BaseHeadSplit(args, 0)``: the family's first member; and average it plainly."""
+    raw = _raw(name, models={"family": ["resnet6", "cnn4"]})
+    exp = experiment_from_dict(raw)
+    assert exp.algorithm_params.shared_arch == "resnet6"
+    assert exp.algorithm_params.weighting == "clients"
+    assert "algorithm.params.shared_arch" in exp.experiment.preset_set
+    raw["algorithm"]["params"] = {"shared_arch": "cnn4"}  # an explicit key wins
+    assert experiment_from_dict(raw).algorithm_params.shared_arch == "cnn4"
+    del raw["models"], raw["algorithm"]["params"]  # without a family, the method's own default
+    assert experiment_from_dict(raw).algorithm_params.shared_arch == "cnn4"

@@ -28,9 +28,12 @@ Differences from HtFLlib's ``clientkd.py`` / ``serverkd.py``, where we follow th
   teacher; here each model minimises its own loss with the other side held fixed, and the
   adaptive divisor is treated as a coefficient (no gradient).
 * HtFLlib averages uniformly; we weight by sample counts, as FedAvg-style aggregation does.
+  ``weighting = "clients"`` (the ``htfllib`` preset) is HtFLlib's.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,6 +51,7 @@ from htfl.algorithms.base import (
     Upload,
 )
 from htfl.algorithms.distill import mutual_kd_losses
+from htfl.algorithms.shared import average_weights
 from htfl.algorithms.state import scalar
 from htfl.models import build_model
 from htfl.validation import table
@@ -65,6 +69,8 @@ class FedKDParams:
     energy_start: checks.Share = 0.95
     energy_end: checks.Share = 0.98
     ramp_rounds: checks.AtLeastOne = 100  # rounds over which the threshold rises (the paper: all)
+    #: the server's average of the updates: by sample count (FedAvg) or plain (HtFLlib)
+    weighting: Literal["samples", "clients"] = "samples"
 
 
 def energy_at(round_number: int, start: float, end: float, ramp_rounds: int) -> float:
@@ -208,7 +214,8 @@ class FedKDServer(ServerSide):
             return
         self.rounds += 1
         update = weighted_average(
-            [decompress(u.payload) for u in current], [u.num_samples for u in current]
+            [decompress(u.payload) for u in current],
+            average_weights(current, self.params.weighting),
         )
         self.version += 1
         self.download = compress(update, self.energy(self.rounds))

@@ -16,12 +16,15 @@ Differences from HtFLlib's ``clientmrl.py`` / ``servermrl.py``:
   initial weights every round; here it is the client's own persistent module, as the paper's
   "personalized representation projector".
 * HtFLlib averages the shared models uniformly; we weight by sample counts (FedAvg-style).
+  ``weighting = "clients"`` (the ``htfllib`` preset) is HtFLlib's.
 * Gradients are clipped to norm 10, as HtFLlib does for FML and FedKD (its FedMRL has the line
   commented out): on the accuracy benchmark's split (SGD 0.05, momentum 0.9) one unclipped client
   diverged after ~20 rounds and the average carried its blown-up shared model to everyone.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
@@ -38,6 +41,8 @@ from htfl.validation import table
 class FedMRLParams:
     sub_feature_dim: checks.Count = 0  # the shared model's (low) feature dimension; 0: d // 4
     shared_arch: checks.Architecture = "cnn4"
+    #: the server's average of the shared models: by sample count (FedAvg) or plain (HtFLlib)
+    weighting: Literal["samples", "clients"] = "samples"
 
     def sub_dim(self, feature_dim: int) -> int:
         """The shared feature dimension for a federation of ``feature_dim`` (HtFLlib: 128/512)."""

@@ -18,7 +18,7 @@ Differences from HtFLlib's ``clientfml.py`` / ``serverfml.py``, where we follow 
   ``htfllib`` preset) give HtFLlib's loss and gradients exactly.
 * Gradients are clipped to norm 10 per model, private and meme each, as HtFLlib does.
 * HtFLlib averages the memes uniformly; the paper aggregates them as FedAvg does, weighted by
-  the clients' sample counts.
+  the clients' sample counts. ``weighting = "clients"`` (the ``htfllib`` preset) is HtFLlib's.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class FMLParams:
     #: hold each KL term's teacher fixed (mutual learning); false lets its gradient flow into
     #: the teacher too (HtFLlib)
     detach_teacher: Flag = True
+    #: the server's average of the memes: by sample count (FedAvg) or plain (HtFLlib)
+    weighting: Literal["samples", "clients"] = "samples"
 
 
 def mutual_kl(student: torch.Tensor, teacher: torch.Tensor, params: FMLParams) -> torch.Tensor:

@@ -16,8 +16,15 @@ def shared_model_bytes(
     return sum(v.numel() * v.element_size() for v in model.state_dict().values())
 
 
+def average_weights(uploads: list[Upload], weighting: str = "samples") -> list[float]:
+    """Each upload's weight: its sample count (FedAvg, ``"samples"``) or 1 (``"clients"``:
+    HtFLlib's plain mean, ``1/len(self.uploaded_ids)`` in its FML, FedKD and FedMRL servers)."""
+    return [1.0 if weighting == "clients" else float(u.num_samples) for u in uploads]
+
+
 class SharedModelServer(ServerSide):
-    """Keeps the shared model as the sample-weighted average of the uploaded ones (FedAvg)."""
+    """Keeps the shared model as the average of the uploaded ones: sample-weighted (FedAvg) or,
+    with the method's ``weighting = "clients"``, a plain mean."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -29,5 +36,6 @@ class SharedModelServer(ServerSide):
     def merge(self, uploads: list[Upload]) -> None:
         if uploads:
             self.shared = weighted_average(
-                [u.payload for u in uploads], [u.num_samples for u in uploads]
+                [u.payload for u in uploads],
+                average_weights(uploads, getattr(self.params, "weighting", "samples")),
             )

@@ -166,12 +166,14 @@ def test_fml_htfllib_loss_gives_htfllibs_gradients() -> None:
     client.optimizer.zero_grad()
     kl = nn.KLDivLoss()
     output, output_g = client.model(x), client.meme(x)
-    loss = F.cross_entropy(output, y) * 0.5 + kl(
-        F.log_softmax(output, dim=1), F.softmax(output_g, dim=1)
-    ) * 0.5
-    loss_g = F.cross_entropy(output_g, y) * 0.5 + kl(
-        F.log_softmax(output_g, dim=1), F.softmax(output, dim=1)
-    ) * 0.5
+    loss = (
+        F.cross_entropy(output, y) * 0.5
+        + kl(F.log_softmax(output, dim=1), F.softmax(output_g, dim=1)) * 0.5
+    )
+    loss_g = (
+        F.cross_entropy(output_g, y) * 0.5
+        + kl(F.log_softmax(output_g, dim=1), F.softmax(output, dim=1)) * 0.5
+    )
     loss.backward(retain_graph=True)
     loss_g.backward()
     theirs = [p.grad.clone() for p in (*client.model.parameters(), *client.meme.parameters())]
@@ -202,9 +204,12 @@ def test_fedgen_htfllib_generator_from_round_one_in_train_mode() -> None:
     assert not any(k.startswith(fedgen.GENERATOR) for k in default)
 
     shard = _shard(30)
-    client = _client("fedgen", shard, TrainSettings(), **{
-        "generator_from": "start", "generator_mode": "train", "noise": "uniform"
-    })
+    client = _client(
+        "fedgen",
+        shard,
+        TrainSettings(),
+        **{"generator_from": "start", "generator_mode": "train", "noise": "uniform"},
+    )
     client.receive(first)
     assert client.label_prior is not None  # its own label counts until the global prior
     modes = []
@@ -216,3 +221,34 @@ def test_fedgen_htfllib_generator_from_round_one_in_train_mode() -> None:
     client.train()
     z = torch.cat(noise)[:, : params.noise_dim]
     assert float(z.min()) >= 0.0 and float(z.max()) < 1.0  # U(0, 1), as HtFLlib draws it
+
+
+# --- the shared-model methods (FML, FedKD, FedMRL) ---------------------------------------------
+@pytest.mark.parametrize("name", ["fml", "fedmrl"])
+def test_shared_model_clients_weighting_is_htfllibs_plain_mean(name: str) -> None:
+    """HtFLlib serverfml.py / servermrl.py aggregate_parameters: ``server_param.data +=
+    client_param.data.clone() * 1/len(self.uploaded_ids)``, whatever the sample counts."""
+    uploads = [Upload(0, 1, {"w": np.array([0.0, 2.0])}), Upload(1, 3, {"w": np.array([4.0, 6.0])})]
+    method = get_method(name)
+    plain = method.server(method.params(weighting="clients"), 2, 4, seed=0)
+    plain.aggregate(uploads)
+    np.testing.assert_allclose(plain.global_payload()["w"], [2.0, 4.0])
+    fedavg = method.server(method.params(), 2, 4, seed=0)
+    fedavg.aggregate(uploads)
+    np.testing.assert_allclose(fedavg.global_payload()["w"], [3.0, 5.0])  # 1:3 by samples
+
+
+def test_fedkd_clients_weighting_is_htfllibs_plain_mean() -> None:
+    """HtFLlib serverkd.py: ``global_param[server_k] += client_param[client_k] *
+    1/len(self.uploaded_ids)``; here the mean of the (dense, 1-D) updates."""
+    from htfl.algorithms.fedkd import BASE_VERSION, decompress
+
+    def upload(i: int, n: int, w: list[float]) -> Upload:
+        payload = {"w": np.array(w, dtype=np.float32), BASE_VERSION: np.array(0, np.int64)}
+        return Upload(i, n, payload)
+
+    method = get_method("fedkd")
+    for weighting, expected in (("clients", [2.0, 4.0]), ("samples", [3.0, 5.0])):
+        server = method.server(method.params(weighting=weighting), 2, 4, seed=0)
+        server.aggregate([upload(0, 1, [0.0, 2.0]), upload(1, 3, [4.0, 6.0])])
+        np.testing.assert_allclose(decompress(server.global_payload())["w"], expected)

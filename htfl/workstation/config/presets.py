@@ -6,7 +6,9 @@ command lines of ``system/total.sh``, github.com/TsingZ0/HtFLlib): plain SGD at 
 round, feature dimension 512, and each method's hyperparameters and HtFLlib's choice at every
 point where htfl offers one (docs/algorithms.md lists them). A key the file sets wins over the
 preset. The keys the preset filled in are listed in ``experiment.preset_set``, and their values
-are in their own sections of the resolved experiment (``experiment.json``).
+are in their own sections of the resolved experiment (``experiment.json``). With a
+``[models] family``, FML's, FedKD's and FedMRL's shared model is the family's first member,
+as HtFLlib builds it.
 """
 
 from __future__ import annotations
@@ -59,8 +61,14 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "beta": 0.5,
             "kl_reduction": "elementwise",
             "detach_teacher": False,
+            "weighting": "clients",
         },
-        "fedkd": {"mentee_learning_rate": 0.01, "energy_start": 0.95, "energy_end": 0.98},
+        "fedkd": {
+            "mentee_learning_rate": 0.01,
+            "energy_start": 0.95,
+            "energy_end": 0.98,
+            "weighting": "clients",
+        },
         "fedgh": {"server_learning_rate": 0.01, "server_epochs": 1},
         "fedtgp": {
             "lamda": 10.0,
@@ -76,10 +84,27 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lamda": 1.0,
             "mu": 50.0,
         },
-        "fedmrl": {"sub_feature_dim": 128},
+        "fedmrl": {"sub_feature_dim": 128, "weighting": "clients"},
         "fedl2g": {"server_learning_rate": 0.01, "warm_up_rounds": 50},
     }
 }
+
+
+#: methods whose shared model HtFLlib builds as the family's first member
+#: (``BaseHeadSplit(args, 0)`` in ``serverfml.py``, ``serverkd.py``, ``servermrl.py``)
+SHARED_FROM_FAMILY = ("fml", "fedkd", "fedmrl")
+
+
+def _first_member(models: Any) -> str | None:
+    """The first architecture of ``[models] family`` (a name or a list), or None."""
+    from htfl.models.htfllib import family_members
+
+    family = models.get("family") if isinstance(models, dict) else None
+    try:
+        members = family_members(family) if isinstance(family, (str, list)) else ()
+    except ValueError:  # an unknown family name: validation names it
+        return None
+    return members[0] if members and isinstance(members[0], str) else None
 
 
 def _norm(key: str) -> str:
@@ -118,6 +143,9 @@ def apply_preset(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(params, dict):
             params = dict(params)
             fill(params, "algorithm.params", METHOD_PRESETS[name].get(method, {}))
+            first = _first_member(out.get("models"))
+            if method in SHARED_FROM_FAMILY and first is not None:
+                fill(params, "algorithm.params", {"shared_arch": first})
             algorithm["params"] = params
     if "preset_set" not in {_norm(k) for k in out["experiment"]}:
         out["experiment"]["preset_set"] = filled
