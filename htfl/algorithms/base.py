@@ -319,6 +319,9 @@ class Method:
     server: type[ServerSide]
     declared_upload_bytes: DeclaredBytes
     homogeneous: bool = False  # True when every client must train the same architecture
+    #: True when the method averages or hands out the head, so every client's must be the
+    #: contract's Linear(feature_dim, num_classes) (not HtFLlib's ViT head)
+    exchanges_head: bool = False
     summary: str = ""
     aliases: ClassVar[tuple[str, ...]] = ()
 

@@ -245,4 +245,5 @@ METHOD = Method(
         feature_dim, num_classes
     ),
     summary="heads + label counts once; server trains a feature generator",
+    exchanges_head=True,
 )

@@ -99,4 +99,5 @@ METHOD = Method(
         prototypes.declared_prototype_bytes(num_classes, feature_dim)
     ),
     summary="prototypes train a global head on the server",
+    exchanges_head=True,
 )

@@ -59,4 +59,5 @@ METHOD = Method(
     server=HeadAveragingServer,
     declared_upload_bytes=head_bytes,
     summary="local extractors, sample-weighted average of the heads",
+    exchanges_head=True,
 )

@@ -43,7 +43,7 @@ def scalar(value: np.ndarray) -> float:
     return float(np.asarray(value).reshape(-1)[0])
 
 
-def head_payload(head: nn.Linear, prefix: str = "head.") -> Payload:
+def head_payload(head: nn.Module, prefix: str = "head.") -> Payload:
     return module_payload(head, prefix)
 
 

@@ -18,12 +18,15 @@ class SplitModel(nn.Module):
 
     Attributes:
         feature_extractor: Maps a batch of inputs to ``[B, feature_dim]`` features.
-        head: ``nn.Linear(feature_dim, num_classes)``; the only part that sees labels.
+        head: ``nn.Linear(feature_dim, num_classes)`` unless the family keeps its own; the
+            only part that sees labels.
         feature_dim: ``d``, identical across all clients of a heterogeneous federation.
         num_classes: Number of output logits.
         arch: Zoo name the model was built from (e.g. ``"resnet8"``), for logging
             and for grouping clients with identical architectures.
         input_shape: Per-sample input shape (no batch dim) the model was built for.
+        head: A classifier other than ``Linear(feature_dim, num_classes)`` (it must map
+            ``[B, feature_dim]`` to ``[B, num_classes]``); None for the linear head.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class SplitModel(nn.Module):
         num_classes: int,
         arch: str,
         input_shape: tuple[int, ...] = (),
+        head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if feature_dim < 1:
@@ -40,8 +44,10 @@ class SplitModel(nn.Module):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.feature_extractor = feature_extractor
-        # The head is built here, not by the family, so its shape is guaranteed.
-        self.head: nn.Linear = nn.Linear(feature_dim, num_classes)
+        # The head is built here, not by the family, so its shape is guaranteed; a family
+        # that keeps a head of its own (HtFLlib's ViT: Linear-Tanh-Linear) passes it in, and
+        # methods that exchange the head refuse it (see :func:`has_linear_head`).
+        self.head: nn.Module = nn.Linear(feature_dim, num_classes) if head is None else head
         self.feature_dim = int(feature_dim)
         self.num_classes = int(num_classes)
         self.arch = arch
@@ -65,6 +71,17 @@ class SplitModel(nn.Module):
             f"arch={self.arch!r}, input_shape={self.input_shape}, "
             f"feature_dim={self.feature_dim}, num_classes={self.num_classes}"
         )
+
+
+def has_linear_head(model: SplitModel) -> bool:
+    """Whether the head is the contract's ``Linear(feature_dim, num_classes)``: methods that
+    average or hand out heads (LG-FedAvg, FedGH, FedGen) need every client's to be one."""
+    head = model.head
+    return (
+        isinstance(head, nn.Linear)
+        and head.in_features == model.feature_dim
+        and head.out_features == model.num_classes
+    )
 
 
 def check_feature_dim(feature_dim: int) -> None:

@@ -117,12 +117,17 @@ class TVBottleneck(nn.Module):
 
 
 class TVResNetFeatures(nn.Module):
-    """torchvision's ResNet up to ``avgpool`` and ``flatten``; ``fc`` pools to ``d``."""
+    """torchvision's ResNet up to ``avgpool`` and ``flatten``; ``fc`` pools to ``d``.
+
+    With fewer than four stages it is HtFLlib's own ``resnet4`` ... ``resnet10``
+    (``system/flcore/trainmodel/resnet.py``: torchvision's stem, blocks and init, stages of
+    widths 64, 128, 256, 512 cut after the first 1, 2, 3 or 4).
+    """
 
     def __init__(
         self,
         block: type[TVBasicBlock] | type[TVBottleneck],
-        layers: tuple[int, int, int, int],
+        layers: tuple[int, ...],
         in_channels: int,
         feature_dim: int,
     ) -> None:
@@ -132,13 +137,13 @@ class TVResNetFeatures(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0], 1)
-        self.layer2 = self._make_layer(block, 128, layers[1], 2)
-        self.layer3 = self._make_layer(block, 256, layers[2], 2)
-        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        widths = (64, 128, 256, 512)[: len(layers)]
+        self.stages = [f"layer{i + 1}" for i in range(len(layers))]
+        for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
+            setattr(self, self.stages[i], self._make_layer(block, planes, blocks, 2 if i else 1))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = _pool_to(feature_dim)
-        self.out_channels = 512 * block.expansion
+        self.out_channels = widths[-1] * block.expansion
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -162,12 +167,20 @@ class TVResNetFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in self.stages:
+            x = getattr(self, name)(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 _Block = type[TVBasicBlock] | type[TVBottleneck]
-_TV_RESNETS: dict[str, tuple[_Block, tuple[int, int, int, int]]] = {
+_TV_RESNETS: dict[str, tuple[_Block, tuple[int, ...]]] = {
+    # HtFLlib's own shallow ResNets (its resnet.py; HtFE-img-3 and -9): ImageNet-style like
+    # torchvision's, unlike the zoo's CIFAR-style resnet4..10 (3x3 stem, no max-pool, a
+    # Linear(C, d) adapter where HtFLlib pools C -> d)
+    "htfllib_resnet4": (TVBasicBlock, (1,)),
+    "htfllib_resnet6": (TVBasicBlock, (1, 1)),
+    "htfllib_resnet8": (TVBasicBlock, (1, 1, 1)),
+    "htfllib_resnet10": (TVBasicBlock, (1, 1, 1, 1)),
     "tv_resnet18": (TVBasicBlock, (2, 2, 2, 2)),
     "tv_resnet34": (TVBasicBlock, (3, 4, 6, 3)),
     "tv_resnet50": (TVBottleneck, (3, 4, 6, 3)),
@@ -186,7 +199,8 @@ def _tv_resnet(arch: str) -> Callable[..., SplitModel]:
         return SplitModel(features, feature_dim, num_classes, arch, (c, h, w))
 
     build.__name__ = build.__qualname__ = arch
-    build.__doc__ = f"torchvision's {arch[3:]} with HtFLlib's head replacement."
+    origin = "torchvision's" if arch.startswith("tv_") else "HtFLlib's"
+    build.__doc__ = f"{origin} {arch.split('_', 1)[1]} with HtFLlib's head replacement."
     return build
 
 
@@ -194,9 +208,7 @@ def _tv_resnet(arch: str) -> Callable[..., SplitModel]:
 
 
 class BasicConv2d(nn.Module):
-    def __init__(
-        self, i: int, o: int, kernel_size: int, stride: int = 1, padding: int = 0
-    ) -> None:
+    def __init__(self, i: int, o: int, kernel_size: int, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(i, o, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(o, eps=0.001)
@@ -385,12 +397,46 @@ _IMG8 = (
     "tv_resnet152",
 )
 
-#: HtFLlib's families (``system/main.py``) whose members htfl has, in HtFLlib's order.
+_TXT6 = ("fasttext", "lstmnet", "bilstm", "transformer_h8_l2", "text_logreg", "grunet")
+_SEN8 = (
+    "htfllib_harcnn",
+    "htfllib_harcnn_s2",
+    "htfllib_harcnn_s3",
+    "htfllib_harcnn1",
+    "htfllib_harcnn1_s2",
+    "htfllib_harcnn1_s3",
+    "htfllib_harcnn3",
+    "htfllib_harcnn3_s2",
+)
+
+#: HtFLlib's families (``system/main.py``), in HtFLlib's order. Left out: MLPs, MLP_1layer
+#: and MLP_layers (AmazonMLP, for its Amazon review features), and HtFE-img-8-HtC-img-4 and
+#: Res34-HtC-img-4 (heterogeneous heads). HtFE-txt-2 lists the two members HtFLlib means: its
+#: main.py lacks the comma between them, so there the family does not build.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "HtFE-img-2": ("fedavgcnn", "tv_resnet18"),
+    "HtFE-img-3": ("htfllib_resnet10", "tv_resnet18", "tv_resnet34"),
     "HtFE-img-4": ("fedavgcnn", "googlenet", "tv_mobilenet_v2", "tv_resnet18"),
     "HtFE-img-5": ("googlenet", "tv_mobilenet_v2", "tv_resnet18", "tv_resnet34", "tv_resnet50"),
     "HtFE-img-8": _IMG8,
+    "HtFE-img-9": (
+        "htfllib_resnet4",
+        "htfllib_resnet6",
+        "htfllib_resnet8",
+        "htfllib_resnet10",
+        *_IMG8[3:],
+    ),
+    "HtM-img-10": (*_IMG8, "tv_vit_b_16", "tv_vit_b_32"),
+    "HtFE-txt-2": ("fasttext", "text_logreg"),
+    "HtFE-txt-4": ("fasttext", "text_logreg", "lstmnet", "bilstm"),
+    "HtFE-txt-5-1": tuple(f"transformer_h8_l{n}" for n in (1, 2, 4, 8, 16)),
+    "HtFE-txt-5-2": tuple(f"transformer_h{h}_l4" for h in (1, 2, 4, 8, 16)),
+    "HtFE-txt-5-3": tuple(f"transformer_h{n}_l{n}" for n in (1, 2, 4, 8, 16)),
+    "HtFE-txt-6": _TXT6,
+    "HtFE-sen-2": _SEN8[:2],
+    "HtFE-sen-3": _SEN8[:3],
+    "HtFE-sen-5": (*_SEN8[:4], "htfllib_harcnn3"),
+    "HtFE-sen-8": _SEN8,
 }
 
 

@@ -16,6 +16,7 @@ from htfl.models.base import SplitModel
 from htfl.models.cnn import cnn4
 from htfl.models.harcnn import harcnn
 from htfl.models.htfllib import HTFLLIB_ARCHITECTURES
+from htfl.models.htfllib_har import HAR_ARCHITECTURES
 from htfl.models.mobilenet import mobilenet_v2
 from htfl.models.resnet import (
     resnet4,
@@ -28,6 +29,8 @@ from htfl.models.resnet import (
     resnet101,
     resnet152,
 )
+from htfl.models.text import TEXT_ARCHITECTURES
+from htfl.models.vit import VIT_ARCHITECTURES
 
 #: Every constructor takes ``(input_shape, num_classes, feature_dim=512)`` and
 #: raises ``ValueError`` for an input shape it cannot process.
@@ -46,6 +49,9 @@ ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
     "harcnn": harcnn,
     # HtFLlib's family members (torchvision's layer structure, HtFLlib's head replacement)
     **HTFLLIB_ARCHITECTURES,
+    **VIT_ARCHITECTURES,
+    **TEXT_ARCHITECTURES,
+    **HAR_ARCHITECTURES,
 }
 
 

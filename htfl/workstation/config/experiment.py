@@ -25,6 +25,7 @@ from htfl.datasets import PartitionSpec, known_datasets
 from htfl.devices import DEVICE_CLASSES
 from htfl.models import ARCHITECTURES
 from htfl.models.htfllib import FAMILIES, family_members, memory_problem
+from htfl.models.vit import OWN_HEAD_ARCHITECTURES
 from htfl.validation import (
     Flag,
     Int,
@@ -394,6 +395,14 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
                 problems.append(
                     f"models: {method.name} needs one architecture for every device class, "
                     f"got {', '.join(sorted(archs))}"
+                )
+        if method.exchanges_head and models is not None and devices is not None:
+            archs = set(models.members()) or {models.arch_for(c) for c in devices.classes}
+            own = sorted(archs & OWN_HEAD_ARCHITECTURES)
+            if own:
+                problems.append(
+                    f"models: {method.name} exchanges the head Linear(feature_dim, classes); "
+                    f"{', '.join(own)} keep HtFLlib's own head (Linear-Tanh-Linear)"
                 )
     if models is not None and devices is not None and not problems:
         problems.extend(_memory_problems(models, devices))
