@@ -124,7 +124,7 @@ def test_metric_naming_conventions(spec):
     if spec.unit:
         base = spec.name.removesuffix("_total")
         assert base.endswith("_" + spec.unit)
-        assert spec.unit in {"seconds", "bytes", "ratio", "hertz", "celsius"}
+        assert spec.unit in {"seconds", "bytes", "ratio", "hertz", "celsius", "watts"}
     for bad in ("_milliseconds", "_kilobytes", "_percent", "_mhz", "_khz", "_millicelsius"):
         assert bad not in spec.name
     assert "round" not in spec.labels

@@ -215,7 +215,32 @@ def jetson_nano_tree() -> dict[str, str | Link]:
         "sys/devices/gpu.0/railgate_enable": "1\n",
         "sys/devices/gpu.0/devfreq/57000000.gpu/cur_freq": "921600000\n",
         "sys/class/devfreq/57000000.gpu": Link("../../devices/gpu.0/devfreq/57000000.gpu"),
+        # EMC (JetPack 4 clock debugfs, activity monitor) and the INA3221 GPU rail (IIO)
+        "sys/kernel/debug/clk/emc/clk_rate": "1600000000\n",
+        "sys/kernel/actmon_avg_activity/mc_all": "192000\n",
+        **_ina3221_iio({"POM_5V_IN": 3112, "POM_5V_GPU": 417, "POM_5V_CPU": 832}),
     }
+
+
+def _ina3221_iio(rails: dict[str, int], bus: str = "6-0040") -> dict[str, str | Link]:
+    """JetPack 4's ``ina3221x`` IIO channels: rail name -> mW (channels 0..2)."""
+    iio = f"sys/bus/i2c/drivers/ina3221x/{bus}/iio:device0"
+    out: dict[str, str | Link] = {}
+    for channel, (name, mw) in enumerate(rails.items()):
+        out[f"{iio}/rail_name_{channel}"] = f"{name}\n"
+        out[f"{iio}/in_power{channel}_input"] = f"{mw}\n"
+    return out
+
+
+def _ina3221_hwmon(rails: dict[str, tuple[int, int]], bus: str = "1-0040") -> dict[str, str | Link]:
+    """JetPack 5+'s ``ina3221`` hwmon channels: rail name -> (mV, mA) (channels 1..3)."""
+    hwmon = f"sys/bus/i2c/drivers/ina3221/{bus}/hwmon/hwmon3"
+    out: dict[str, str | Link] = {}
+    for channel, (name, (mv, ma)) in enumerate(rails.items(), start=1):
+        out[f"{hwmon}/in{channel}_label"] = f"{name}\n"
+        out[f"{hwmon}/in{channel}_input"] = f"{mv}\n"
+        out[f"{hwmon}/curr{channel}_input"] = f"{ma}\n"
+    return out
 
 
 def jetson_orin_jp5_tree() -> dict[str, str | Link]:
@@ -252,6 +277,9 @@ def jetson_orin_jp5_tree() -> dict[str, str | Link]:
         "sys/class/devfreq/17000000.ga10b": Link(
             "../../devices/17000000.ga10b/devfreq/17000000.ga10b"
         ),
+        "sys/kernel/debug/bpmp/debug/clk/emc/rate": "3199000000\n",
+        "sys/kernel/actmon_avg_activity/mc_all": "1279600\n",
+        **_ina3221_hwmon({"VDD_GPU_SOC": (5072, 1421), "VDD_CPU_CV": (5072, 600)}),
     }
 
 
@@ -284,6 +312,8 @@ def jetson_orin_jp6_tree() -> dict[str, str | Link]:
         "sys/class/devfreq/17000000.gpu": Link(
             "../../devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu"
         ),
+        "sys/kernel/debug/bpmp/debug/clk/emc/rate": "2133000000\n",
+        **_ina3221_hwmon({"VDD_IN": (5000, 1500), "VDD_CPU_GPU_CV": (5000, 800)}),
     }
 
 

@@ -170,6 +170,27 @@ METRICS: dict[str, MetricSpec] = {
             "Memory of a discrete NVIDIA GPU (NVML; absent on shared-memory boards).",
         ),
         _m(
+            "htfl_device_emc_utilisation_ratio",
+            "gauge",
+            "ratio",
+            (),
+            "Busy share of a Jetson's memory controller (EMC; jtop, else actmon / EMC rate).",
+        ),
+        _m(
+            "htfl_device_emc_frequency_hertz",
+            "gauge",
+            "hertz",
+            (),
+            "Clock of a Jetson's memory controller (EMC; jtop, else the clock debugfs).",
+        ),
+        _m(
+            "htfl_device_gpu_rail_power_watts",
+            "gauge",
+            "watts",
+            ("rail",),
+            "Power of the INA3221 rail that feeds a Jetson's GPU (named by rail).",
+        ),
+        _m(
             "htfl_device_npu_utilisation_ratio",
             "gauge",
             "ratio",

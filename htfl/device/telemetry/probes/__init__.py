@@ -7,7 +7,8 @@
 platform    probes (``probe`` label values)
 ==========  ===================================================================
 linux       cpu, cpufreq, memory, thermal, netdev
-jetson      linux + jetson_gpu
+jetson      linux + jetson_gpu, jetson_emc, jetson_gpu_rail (jtop where
+            jetson-stats is installed, sysfs otherwise)
 rk3588      linux + rk3588_gpu, rk3588_npu
 x86         linux + coretemp
 (any)       + nvml_gpu on x86 and linux where nvidia-ml-py imports (an optional
@@ -26,6 +27,7 @@ from .android import AndroidCpuProbe
 from .base import Opener, Probe, ProbeUnavailable, Series, SysReader, default_opener
 from .detect import PLATFORMS, detect_platform, explain_platform
 from .jetson import JetsonGpuProbe
+from .jetson_emc import JetsonEmcProbe, JetsonGpuRailProbe, jtop_source
 from .linux import CpuFreqProbe, MemInfoProbe, NetDevProbe, ProcStatProbe, ThermalZoneProbe
 from .nvml import NvmlGpuProbe, nvml_module
 from .process import WorkerProcessProbe
@@ -37,7 +39,9 @@ __all__ = [
     "AndroidCpuProbe",
     "CoretempProbe",
     "CpuFreqProbe",
+    "JetsonEmcProbe",
     "JetsonGpuProbe",
+    "JetsonGpuRailProbe",
     "MemInfoProbe",
     "NetDevProbe",
     "NvmlGpuProbe",
@@ -80,7 +84,13 @@ def _sysfs_probes(platform: str, reader: SysReader) -> list[Probe]:
     if platform == "linux":
         return _generic(reader)
     if platform == "jetson":
-        return [*_generic(reader), JetsonGpuProbe(reader)]
+        jtop = jtop_source()  # one client for both probes; None without jetson-stats
+        return [
+            *_generic(reader),
+            JetsonGpuProbe(reader),
+            JetsonEmcProbe(reader, jtop),
+            JetsonGpuRailProbe(reader, jtop),
+        ]
     if platform == "rk3588":
         return [*_generic(reader), Rk3588GpuProbe(reader), Rk3588NpuProbe(reader)]
     if platform == "x86":
