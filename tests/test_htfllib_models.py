@@ -316,3 +316,16 @@ def test_a_head_exchanging_method_refuses_the_vit_head() -> None:
     ), info.value.problems
     exp = experiment_from_dict(_raw({"family": "HtM-img-10"}, {"jetson-orin-nano": 10}))
     assert exp.models.arch_for("jetson-orin-nano", 9) == "tv_vit_b_32"
+
+
+def test_text_and_sensor_members_are_sized_at_their_own_input(monkeypatch) -> None:
+    """The memory check builds a text member for 200 tokens of a 32000-token vocabulary and a
+    sensor member for a 9x1x128 window (not the image shape they cannot take)."""
+    small = DEVICE_CLASSES["jetson-nano"]
+    profile = small.profile.__class__(**{**small.profile.__dict__, "memory_mb": 512})
+    monkeypatch.setitem(
+        DEVICE_CLASSES, "jetson-nano", small.__class__(**{**small.__dict__, "profile": profile})
+    )
+    line = memory_problem("transformer_h16_l16", "jetson-nano", 512)  # 66.8 M parameters
+    assert line is not None and line.startswith("transformer_h16_l16 needs about 1,020 MB")
+    assert memory_problem("htfllib_harcnn", "jetson-nano", 512) is None

@@ -457,14 +457,29 @@ TRAINING_BYTES_PER_PARAMETER = 16
 
 
 def memory_problem(
-    arch: str, device_class: str, feature_dim: int, input_shape: tuple[int, ...] = (3, 32, 32)
+    arch: str,
+    device_class: str,
+    feature_dim: int,
+    input_shape: tuple[int, ...] | None = None,
 ) -> str | None:
     """Why ``arch`` cannot train on ``device_class`` (its parameters' training state exceeds
     the class's memory), or None. Counted on the meta device: nothing is allocated. The
-    activations come on top, so passing this is necessary, not sufficient."""
+    activations come on top, so passing this is necessary, not sufficient. Without an input
+    shape, the modality's HtFLlib default: 3x32x32 images, 200 tokens (HtFLlib's ``max_len``;
+    the vocabulary at its 32000 default), 9x1x128 sensor windows."""
     from htfl.devices import DEVICE_CLASSES
+    from htfl.models.htfllib_har import HAR_ARCHITECTURES
+    from htfl.models.text import DEFAULT_MAX_LEN, TEXT_ARCHITECTURES
     from htfl.models.zoo import build_model, count_parameters
 
+    if input_shape is None:
+        input_shape = (
+            (DEFAULT_MAX_LEN,)
+            if arch in TEXT_ARCHITECTURES
+            else (9, 1, 128)
+            if arch in HAR_ARCHITECTURES
+            else (3, 32, 32)
+        )
     memory_mb = DEVICE_CLASSES[device_class].profile.memory_mb
     try:
         with torch.device("meta"):
