@@ -16,7 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Annotated, Any, TypeVar, cast, dataclass_transform
+from typing import Annotated, Any, TypeVar, cast
+
+try:
+    from typing import dataclass_transform
+except ImportError:  # a trainer process in JetPack 6's Python 3.10 (pydantic brings it)
+    from typing_extensions import dataclass_transform
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
 from pydantic import ValidationError as ValidationError

@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: auto)",
     )
     p.add_argument(
+        "--trainer-python",
+        default=None,
+        metavar="PYTHON",
+        help="train in a separate long-lived process run by this interpreter (the inventory's "
+        "htfl_trainer_python), e.g. JetPack 6's /usr/bin/python3.10 with NVIDIA's CUDA torch; "
+        "it needs torch, numpy and pydantic, not flwr (default: train in the agent's process)",
+    )
+    p.add_argument(
         "--poll-interval",
         type=float,
         default=0.05,
@@ -160,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
         instruments,
         data_dir=shards,
         training_device=args.training_device,
+        trainer_python=args.trainer_python,
     )
+    runtime.start()
     lost: SuperLinkLost | None = None
     try:
         run_agent(options, runtime, instruments)
@@ -169,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except SuperLinkLost as err:
         lost = err
+    finally:
+        runtime.close()
     if lost is not None:
         print(f"htfl agent: error: {lost}", file=sys.stderr)
         exit_now(1)
