@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from htfl.workstation.fleet.emulation import (
     EMULATION_FILE,
     Emulation,
@@ -120,3 +122,18 @@ def test_calibrated_profiles_beside_the_inventory_replace_the_shipped_ones(tmp_p
     assert profiles["jetson-nano"].relative_speed == 0.3
     plan = plan_fleet([("n", "jetson-nano"), ("p", "orange-pi-5b")], cores=2, profiles=profiles)
     assert plan.device("n").relative_speed == 0.3 and plan.device("n").memory_bytes == 3956 * 2**20
+
+
+def test_netem_commands_for_a_container_link() -> None:
+    """What `htfl fleet up` runs where the kernel has netem (not this one): the profile's
+    rate, delay with jitter and loss, and the host's veth end found from the container's."""
+    from htfl.workstation.fleet.netem import netem_command, peer_index
+    from htfl.workstation.fleet.profiles import LinkShape
+
+    cmd = netem_command(LinkShape(100e6, 0.02, 0.005, 0.001), "eth0")
+    assert cmd[:7] == ["tc", "qdisc", "replace", "dev", "eth0", "root", "netem"]
+    assert cmd[7:] == ["rate", "100000kbit", "delay", "20.000ms", "5.000ms", "loss", "0.1000%"]
+    line = "3: eth0@if12: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP"
+    assert peer_index(line) == 12
+    with pytest.raises(RuntimeError, match="not one end of a veth pair"):
+        peer_index("1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536")

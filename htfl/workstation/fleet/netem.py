@@ -59,20 +59,30 @@ def netem_command(link: LinkShape, device: str = "eth0") -> list[str]:
 
 def peer_interface(pid: int, device: str = "eth0") -> str:
     """The host's end of the veth pair whose other end is ``device`` in process ``pid``'s
-    network namespace (a container on a bridge network): found by its interface index."""
+    network namespace (a container on a bridge network): ``ip`` there names the peer's index
+    (``eth0@if12``; /sys would show the host's namespace, not the container's)."""
     done = subprocess.run(
-        ["nsenter", "-t", str(pid), "-n", "cat", f"/sys/class/net/{device}/iflink"],
+        ["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show", "dev", device],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     )
-    index = done.stdout.strip()
+    index = peer_index(done.stdout)
     for path in Path("/sys/class/net").iterdir():
         with contextlib.suppress(OSError):
-            if (path / "ifindex").read_text().strip() == index:
+            if (path / "ifindex").read_text().strip() == str(index):
                 return path.name
     raise RuntimeError(f"no host interface with index {index} (the peer of pid {pid}'s {device})")
+
+
+def peer_index(ip_link_line: str) -> int:
+    """The peer's interface index in ``ip -o link`` output (``3: eth0@if12: <...>``)."""
+    name = ip_link_line.split(":", 2)[1].strip()
+    _, at, index = name.partition("@if")
+    if not at or not index.isdigit():
+        raise RuntimeError(f"not one end of a veth pair: {ip_link_line.strip()!r}")
+    return int(index)
 
 
 def shape_container(pid: int, link: LinkShape, device: str = "eth0") -> list[list[str]]:
