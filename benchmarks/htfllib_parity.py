@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +46,7 @@ from htfl.datasets import load_shard
 from htfl.models import build_model
 from htfl.models.htfllib import family_members
 from htfl.workstation.config.experiment import experiment_from_dict
-from htfl.workstation.datasets.pfllib import import_pfllib
+from htfl.workstation.datasets.pfllib import import_pfllib, read_client_file
 from tests.support.rounds import evaluate_round, run_round
 
 #: htfl method -> (HtFLlib's -algo, its flags from system/total.sh)
@@ -60,7 +63,8 @@ HTFLLIB: dict[str, tuple[str, list[str]]] = {
     "fedmrl": ("FedMRL", ["-sfd", "128"]),
 }
 _ACC = re.compile(r"Averaged Test Accuracy: ([0-9.]+)")
-_COST = re.compile(r"-+ time cost -+ ([0-9.]+)")
+#: a server's per-round seconds: "--- time cost --- S", or "------ S" (FD, FedGH, FedProto, FedTGP)
+_COST = re.compile(r"^-{25}(?: time cost -{25}|-{25}) ([0-9.e+-]+)$", re.M)
 
 
 def write_toy_folder(root: Path, num_clients: int = 3) -> Path:
@@ -96,12 +100,63 @@ def write_toy_folder(root: Path, num_clients: int = 3) -> Path:
     return root
 
 
-def run_htfl(method: str, manifest_dir: Path, family: list[str], feature_dim: int, rounds: int):
-    """Best, final accuracy and seconds per round of htfl's method under the htfllib preset."""
+def derive_folder(
+    source: Path, dest: Path, clients: int, train: int, test: int, rgb32: bool
+) -> Path:
+    """A smaller folder in PFLlib's format from ``source``: its first ``clients`` clients, the
+    first ``train``/``test`` samples of each (in order), and, with ``rgb32``, 1x28x28 images
+    padded to 32x32 with the background value and repeated over 3 channels (HtFLlib's image
+    families start with 3-channel 32x32 layers: FedAvgCNN's ``dim=1600``, torchvision's
+    ``conv1``). Both sides then read this one folder, so they see the same samples."""
+    config = json.loads((source / "config.json").read_text())
+    sizes = []
+    for split in ("train", "test"):
+        (dest / split).mkdir(parents=True, exist_ok=True)
+    for i in range(clients):
+        ys = []
+        for split, keep in (("train", train), ("test", test)):
+            x, y = read_client_file(source / split / f"{i}.npz")
+            x, y = x[:keep], y[:keep]
+            if rgb32:
+                if x.shape[1:] != (1, 28, 28):
+                    raise SystemExit(f"--rgb32: {source}/{split}/{i}.npz has {x.shape[1:]}")
+                x = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=float(x.min()))
+                x = np.repeat(x, 3, axis=1)
+            with open(dest / split / f"{i}.npz", "wb") as f:
+                np.savez_compressed(f, data={"x": x, "y": y})
+            ys.append(y)
+        values, counts = np.unique(np.concatenate(ys), return_counts=True)
+        sizes.append([[int(v), int(c)] for v, c in zip(values, counts, strict=True)])
+    config.update({"num_clients": clients, "Size of samples for labels in clients": sizes})
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def htfllib_tree(checkout: Path, work: Path) -> Path:
+    """A scratch copy of the checkout's ``system/`` (HtFLlib writes ``temp/`` and
+    ``../results/`` beside its code, and the checkout stays untouched); returns the copy's
+    root, whose ``dataset/`` the caller fills."""
+    shutil.copytree(checkout / "system", work / "system", ignore=shutil.ignore_patterns("temp"))
+    (work / "dataset").mkdir()
+    return work
+
+
+def run_htfl(
+    method: str,
+    manifest_dir: Path,
+    family: list[str],
+    feature_dim: int,
+    rounds: int,
+    seed: int,
+    params: dict | None = None,
+):
+    """Best, final accuracy, seconds per round and the curve of htfl's method under the
+    htfllib preset; ``seed`` picks the models' initial weights (client i: ``seed * 1000 + i``);
+    ``params`` are explicit method parameters (they win over the preset)."""
     exp = experiment_from_dict(
         {
             "experiment": {"id": "parity", "rounds": rounds, "preset": "htfllib"},
-            "algorithm": {"name": method},
+            "algorithm": {"name": method, "params": dict(params or {})},
             "data": {"dataset": "imported", "partition": "imported", "manifest": "x"},
             "devices": {"classes": {"jetson-agx-orin": 1}},
             "models": {"feature_dim": feature_dim, "family": family},
@@ -113,21 +168,22 @@ def run_htfl(method: str, manifest_dir: Path, family: list[str], feature_dim: in
     n = int(json.loads((manifest_dir / "manifest.json").read_text())["num_clients"])
     for i in range(n):
         shard = shard0 if i == 0 else load_shard(manifest_dir, i)
-        torch.manual_seed(i)
+        torch.manual_seed(seed * 1000 + i)
         arch = family[i % len(family)]
         model = build_model(arch, shard.input_shape, shard.num_classes, feature_dim)
         clients.append(m.client(model, shard, exp.training, exp.algorithm_params, i))
-    server = m.server(exp.algorithm_params, shard0.num_classes, feature_dim, seed=0)
+    server = m.server(exp.algorithm_params, shard0.num_classes, feature_dim, seed=seed)
     curve, start = [], time.perf_counter()
     for _ in range(rounds):
         run_round(server, clients)
         curve.append(evaluate_round(server, clients))
-    return max(curve), curve[-1], (time.perf_counter() - start) / rounds
+    return max(curve), curve[-1], (time.perf_counter() - start) / rounds, curve
 
 
 def run_htfllib(
     method: str,
-    checkout: Path,
+    tree: Path,
+    python: str,
     dataset: str,
     family: str,
     feature_dim: int,
@@ -136,35 +192,62 @@ def run_htfllib(
     num_classes: int,
     timeout: float,
 ):
-    """Best, final accuracy and seconds per round of HtFLlib's own run, from its output."""
+    """Best, final accuracy and seconds per round of HtFLlib's own run, from its output.
+
+    ``tree`` holds ``system/`` (HtFLlib's code, unmodified) and ``dataset/<dataset>``. The
+    environment only points the run at the CPU, one thread (as htfl's side), and lets
+    ``torch.load`` read the whole-module pickles HtFLlib saves each round (torch >= 2.6 loads
+    weights only by default; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is torch's documented switch)."""
     algo, flags = HTFLLIB[method]
     cmd = [
-        sys.executable, "-u", "main.py", "-data", dataset, "-m", family, "-algo", algo,
+        python, "-u", "main.py", "-data", dataset, "-m", family, "-algo", algo,
         "-gr", str(rounds), "-nc", str(num_clients), "-ncl", str(num_classes),
         "-fd", str(feature_dim), "-lr", "0.01", "-jr", "1", "-lbs", "10", "-ls", "1",
-        "-eg", "1", "-t", "1", "-dev", "cpu", "-did", "0", *flags,
+        "-eg", "1", "-t", "1", "-dev", "cpu", "-did", "", *flags,
     ]  # fmt: skip
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
+    env["MKL_NUM_THREADS"] = "1"
     out = subprocess.run(
-        cmd, cwd=checkout / "system", capture_output=True, text=True, timeout=timeout
+        cmd, cwd=tree / "system", capture_output=True, text=True, timeout=timeout, env=env
     )
+    (tree / f"{method}.log").write_text(out.stdout + out.stderr)
     accs = [float(a) for a in _ACC.findall(out.stdout)]
     costs = [float(c) for c in _COST.findall(out.stdout)]
     if out.returncode != 0 or len(accs) < rounds + 1:
-        tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
-        raise RuntimeError(f"HtFLlib {algo} failed (exit {out.returncode}): {' | '.join(tail)}")
+        done = accs[1:]
+        tail = (out.stdout + out.stderr).strip().splitlines()[-1:]
+        raise RuntimeError(
+            f"HtFLlib {algo} stopped after {len(done)} rounds (exit {out.returncode}; accuracy "
+            f"{', '.join(f'{a:.4f}' for a in done) or '-'}): {' | '.join(tail)}"
+        )
     after = accs[1 : rounds + 1]  # accs[i]: evaluated at the start of round i, after i rounds
-    return max(after), after[-1], sum(costs[1:]) / max(len(costs) - 1, 1)
+    return max(after), after[-1], sum(costs[1:]) / max(len(costs) - 1, 1), after
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--htfllib", type=Path, default=None, help="a HtFLlib checkout")
+    parser.add_argument("--python", default=sys.executable, help="the Python to run HtFLlib")
     parser.add_argument("--dataset", default="", help="folder name under HtFLlib's dataset/")
+    parser.add_argument(
+        "--subset", default="", help="CLIENTS:TRAIN:TEST: first clients/samples of the folder"
+    )
+    parser.add_argument("--rgb32", action="store_true", help="1x28x28 -> 3x32x32 (see above)")
     parser.add_argument("--toy", action="store_true", help="a tiny digits folder (htfl only)")
+    parser.add_argument("--htfl-only", action="store_true", help="do not run HtFLlib")
     parser.add_argument("--family", default="HtFE-img-4", help="family name or a,b,c")
     parser.add_argument("--feature-dim", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--methods", default=",".join(HTFLLIB))
+    parser.add_argument("--seeds", default="0", help="htfl's model seeds, e.g. 0,1,2 (mean)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="an htfl method parameter over the preset (TOML value), e.g. fedgen.lamda=0",
+    )
+    parser.add_argument("--work", type=Path, default=None, help="keep scratch files and logs here")
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="per HtFLlib run, s")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -173,33 +256,71 @@ def main() -> int:
     unknown = [m for m in methods if m not in HTFLLIB]
     if unknown:
         parser.error(f"--methods: not compared: {', '.join(unknown)} (known: {', '.join(HTFLLIB)})")
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        if not name or not value:
+            parser.error(f"--set {item!r}: expected METHOD.KEY=VALUE")
+        overrides.setdefault(method, {})[name] = tomllib.loads(f"v = {value}")["v"]
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        tree = None
         if args.toy:
-            folder = write_toy_folder(Path(tmp) / "digits")
+            folder = write_toy_folder(work / "digits")
         elif args.htfllib and args.dataset:
             folder = args.htfllib / "dataset" / args.dataset
+            tree = htfllib_tree(args.htfllib, work / "htfllib")
+            if args.subset or args.rgb32:
+                c, tr, te = (int(v) for v in (args.subset or "0:0:0").split(":"))
+                cfg = json.loads((folder / "config.json").read_text())
+                folder = derive_folder(
+                    folder, tree / "dataset" / args.dataset, c or int(cfg["num_clients"]),
+                    tr or 10**9, te or 10**9, args.rgb32,
+                )  # fmt: skip
+            else:
+                shutil.copytree(folder, tree / "dataset" / args.dataset)
+                folder = tree / "dataset" / args.dataset
         else:
             parser.error("give --htfllib PATH and --dataset NAME, or --toy")
-        manifest = import_pfllib(folder, Path(tmp) / "shards")
+        manifest = import_pfllib(folder, work / "shards")
         print(
             f"# {folder}: {manifest.num_clients} clients, {manifest.num_classes} classes, "
             f"input {manifest.input_shape}; family {family}; d = {args.feature_dim}; "
-            f"{args.rounds} rounds; torch {torch.__version__}, CPU, 1 thread"
+            f"{args.rounds} rounds; htfl seeds {seeds}; torch {torch.__version__}, CPU, 1 thread"
         )
         rows = []
         for method in methods:
-            best, final, sec = run_htfl(
-                method, Path(tmp) / "shards", family, args.feature_dim, args.rounds
-            )
-            row = {"method": method, "htfl_best": best, "htfl_final": final, "htfl_s": sec}
-            if args.htfllib and not args.toy:
+            runs = [
+                run_htfl(
+                    method,
+                    work / "shards",
+                    family,
+                    args.feature_dim,
+                    args.rounds,
+                    seed,
+                    overrides.get(method),
+                )  # fmt: skip
+                for seed in seeds
+            ]
+            row: dict = {
+                "method": method,
+                "htfl_best": float(np.mean([r[0] for r in runs])),
+                "htfl_final": float(np.mean([r[1] for r in runs])),
+                "htfl_s": float(np.mean([r[2] for r in runs])),
+                "htfl_curves": [[round(a, 4) for a in r[3]] for r in runs],
+            }
+            if tree is not None and not args.htfl_only:
                 try:
-                    row["h_best"], row["h_final"], row["h_s"] = run_htfllib(
-                        method, args.htfllib, args.dataset, args.family, args.feature_dim,
+                    best, final, sec, curve = run_htfllib(
+                        method, tree, args.python, args.dataset, args.family, args.feature_dim,
                         args.rounds, manifest.num_clients, manifest.num_classes, args.timeout,
                     )  # fmt: skip
+                    row.update(h_best=best, h_final=final, h_s=sec, h_curve=curve)
                 except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
-                    row["error"] = str(err)[:120]
+                    row["error"] = str(err)[:200]
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
