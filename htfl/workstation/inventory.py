@@ -56,6 +56,8 @@ class Inventory:
     source: str
     hosts: list[Host]
     superlink: str | None = None
+    #: ``all.vars.htfl_secure``: TLS and SuperNode authentication with keys htfl deploy makes
+    secure: bool = False
 
     def by_name(self, name: str) -> Host:
         for host in self.hosts:
@@ -190,7 +192,12 @@ def load_inventory(path: str | Path, use_ansible: bool | None = None) -> Invento
     superlink = all_vars.get("htfl_superlink") or next(
         (hv["htfl_superlink"] for hv in hostvars.values() if "htfl_superlink" in hv), None
     )
-    return Inventory(str(path), hosts, superlink)
+    # ansible-inventory hands all.vars down to every host
+    secure = any(
+        str(v.get("htfl_secure", False)).lower() in ("true", "yes", "1")
+        for v in (all_vars, *hostvars.values())
+    )
+    return Inventory(str(path), hosts, superlink, secure)
 
 
 def write_local_inventory(path: Path, hosts: list[Host], superlink: str) -> Path:

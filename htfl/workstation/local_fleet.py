@@ -27,6 +27,7 @@ from htfl.workstation.deploy.pki import (
     make_node_keys,
     make_server_files,
     public_key_pem,
+    superlink_tls_argv,
 )
 from htfl.workstation.fleet.emulation import EMULATION_FILE, Emulation
 from htfl.workstation.inventory import Host, write_local_inventory
@@ -80,19 +81,7 @@ def start_superlink(
     of its own, logging to ``log``; returns once it listens (the one launcher the local fleet, the
     SSH test fleet and the benchmarks share). Stop it with :func:`stop_process_group`.
     With ``tls``: TLS on every API, and only SuperNodes whose keys were registered admitted."""
-    security = (
-        ["--insecure"]
-        if tls is None
-        else [
-            "--ssl-ca-certfile",
-            str(tls.ca_cert),
-            "--ssl-certfile",
-            str(tls.cert),
-            "--ssl-keyfile",
-            str(tls.key),
-            "--enable-supernode-auth",
-        ]
-    )
+    security = ["--insecure"] if tls is None else superlink_tls_argv(tls)
     argv = [
         str(Path(sys.executable).parent / "flower-superlink"),
         *security,

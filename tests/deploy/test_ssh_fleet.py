@@ -2,7 +2,10 @@
 
 Needs root (see tests/deploy/README). The tests run in order and share one fleet: provision
 (twice: the second run must change nothing), facts, an unreachable device, start, a 2-round
-FedProto run on a local SuperLink, logs, stop.
+FedProto run on a local SuperLink, logs, stop. The lab is secure (``htfl_secure``): htfl deploy
+makes the CA, the SuperLink's certificate and each device's key outside the checkout, each
+device gets its own key and the CA, and the agents join the SuperLink over TLS with SuperNode
+authentication.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from htfl.ports import free_port
+from htfl.workstation.deploy.pki import ServerFiles
 from htfl.workstation.deploy.wheel import build_wheel
 from htfl.workstation.local_fleet import flower_env, start_superlink, stop_process_group
 from tests.deploy.conftest import REPO, htfl_deploy, require
@@ -54,6 +58,8 @@ feature_dim = 32
 "lattepanda-delta-3" = "cnn4"
 [superlink]
 address = "{address}"
+insecure = false
+root_certificates = "{ca}"
 """
 
 
@@ -67,6 +73,11 @@ class Lab:
     superlink: subprocess.Popen | None = None
     superlink_address: str = ""
 
+    @property
+    def pki(self) -> Path:
+        """Where htfl deploy keeps this lab's keys (outside the checkout)."""
+        return self.work / "pki"
+
     def deploy(self, action: str, *extra: str, inventory: Path | None = None):
         return htfl_deploy(
             action,
@@ -74,6 +85,10 @@ class Lab:
             str(inventory or self.inventory),
             "--artifacts",
             str(self.work / "artifacts"),
+            "--pki",
+            str(self.pki),
+            "-e",
+            "htfl_secure=true",
             *extra,
             json_path=self.work / f"{action}.json",
         )
@@ -143,6 +158,20 @@ def test_provision_installs_every_device_and_a_second_run_changes_nothing(lab: L
         rules = host.root / "etc" / "udev" / "rules.d" / "99-htfl-power-meters.rules"
         assert 'KERNEL=="rfcomm[0-9]*"' in rules.read_text()
         assert (prefix / "data" / "labels.txt").read_text().startswith("0 1 2")
+        # Its own key (owner only) and the lab's CA; the agent's command line carries them.
+        keys = prefix / "pki"
+        assert (keys / "node.key").read_bytes() == (lab.pki / f"{host.name}.key").read_bytes()
+        assert (keys / "node.key").stat().st_mode & 0o777 == 0o600
+        assert (keys / "node.key").stat().st_uid == account.pw_uid
+        assert keys.stat().st_mode & 0o777 == 0o700
+        assert (keys / "ca.pem").read_bytes() == (lab.pki / "ca.pem").read_bytes()
+        assert sorted(p.name for p in keys.iterdir()) == ["ca.pem", "node.key"]
+        argv = (prefix / "bin" / "htfl-supervise").read_text()
+        assert f"--auth-private-key {keys / 'node.key'}" in argv, argv
+        assert f"--root-certificates {keys / 'ca.pem'}" in argv, argv
+    # The workstation's copy: private keys readable by their owner only, outside the checkout.
+    assert lab.pki.stat().st_mode & 0o777 == 0o700
+    assert all(k.stat().st_mode & 0o777 == 0o600 for k in lab.pki.glob("*.key"))
     # Shards for one device go to that device only: the two share no files.
     assert (lab.fleet.hosts[0].prefix / "data" / "shard-0.txt").exists()
     assert not (lab.fleet.hosts[1].prefix / "data" / "shard-0.txt").exists()
@@ -191,7 +220,10 @@ def test_an_unreachable_device_does_not_stop_the_others(lab: Lab) -> None:
 def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab) -> None:
     port = int(lab.superlink_address.rsplit(":", 1)[1])
     home = lab.work / "superlink"
-    lab.superlink = start_superlink(port, home / "superlink.log", flower_env(home / "flwr-home"))
+    tls = ServerFiles(lab.pki / "ca.pem", lab.pki / "superlink.pem", lab.pki / "superlink.key")
+    lab.superlink = start_superlink(
+        port, home / "superlink.log", flower_env(home / "flwr-home"), tls=tls
+    )
     address = lab.superlink_address
 
     proc, started = lab.deploy("start")
@@ -209,7 +241,7 @@ def test_agents_start_join_the_superlink_finish_an_experiment_and_stop(lab: Lab)
     assert all(h["changed"] == 0 for h in again["hosts"].values())
 
     exp = lab.work / "exp.toml"
-    exp.write_text(EXPERIMENT.format(address=address))
+    exp.write_text(EXPERIMENT.format(address=address, ca=lab.pki / "ca.pem"))
     results = lab.work / "results"
     run = subprocess.run(
         [sys.executable, "-m", "htfl", "run", str(exp), "--results", str(results)]

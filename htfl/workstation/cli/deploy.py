@@ -86,6 +86,14 @@ def _common_options() -> argparse.ArgumentParser:
         help="also write the outcome per host (and status/facts records) as JSON (default: none)",
     )
     common.add_argument(
+        "--pki",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the lab's CA, SuperLink certificate and device keys are kept when the "
+        "inventory sets htfl_secure (default: $HTFL_PKI_DIR, else ~/.config/htfl/pki)",
+    )
+    common.add_argument(
         "-v", "--verbose", action="count", default=0, help="more Ansible output (-vvv: most)"
     )
     return common
@@ -361,6 +369,46 @@ def _write_json(path: Path, result: Any, classes: dict[str, str]) -> None:
     path.write_text(json.dumps(doc, indent=2, default=str))
 
 
+def _lab_keys(args: argparse.Namespace, inventory: Any, extravars: dict[str, Any]) -> str | None:
+    """TLS and SuperNode authentication: make (or keep) the lab's CA, the SuperLink's
+    certificate and every device's key pair outside the checkout, hand their directory to the
+    playbook (``htfl_pki_dir``: provision copies each device its key and the CA), and before
+    agents start, register the devices' public keys with the SuperLink. An error line, or None."""
+    from htfl.workstation.deploy.pki import (
+        default_pki_dir,
+        make_lab_files,
+        public_key_pem,
+        superlink_tls_argv,
+    )
+    from htfl.workstation.server.submit import register_nodes
+
+    directory = (args.pki or default_pki_dir()).expanduser().resolve()
+    host = inventory.superlink.rpartition(":")[0].strip("[]")
+    try:
+        files = make_lab_files(directory, host, [h.name for h in inventory.hosts])
+    except OSError as err:
+        return f"--pki {directory}: {err}"
+    extravars.setdefault("htfl_pki_dir", str(directory))
+    console.print(
+        f"TLS and SuperNode authentication: keys in {directory}; the SuperLink runs with "
+        + " ".join(superlink_tls_argv(files.server))
+    )
+    if args.action == "provision":
+        return None
+    try:
+        register_nodes(
+            inventory.superlink,
+            str(files.server.ca_cert),
+            {name: public_key_pem(keys) for name, keys in files.nodes.items()},
+        )
+    except Exception as err:  # noqa: BLE001 - any failure means the agents would be refused
+        return (
+            f"cannot register the devices' keys with the SuperLink at {inventory.superlink} "
+            f"({type(err).__name__}: {err}); start it with the options above first"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from htfl.workstation.deploy.paths import DeployTreeError, default_inventory, deploy_dir
     from htfl.workstation.deploy.runner import RunnerMissingError, run_playbook
@@ -394,6 +442,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         extravars.setdefault("htfl_wheel", str(wheel.path))
         console.print(f"htfl build: {wheel.path.name} sha256 {wheel.sha256[:12]}")
+    secure = inventory.secure or str(extravars.get("htfl_secure")).lower() == "true"
+    if secure and args.action in ("provision", "start", "update"):
+        problem = _lab_keys(args, inventory, extravars)
+        if problem is not None:
+            console.print(f"[red]error:[/red] {problem}")
+            return 2
     if args.action == "provision" and args.datasets:
         if not args.datasets.is_dir():
             console.print(f"[red]error:[/red] --datasets {args.datasets}: not a directory")

@@ -138,3 +138,57 @@ def public_key_pem(keys: NodeKeys) -> bytes:
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def default_pki_dir() -> Path:
+    """Where ``htfl deploy`` keeps the lab's keys: ``$HTFL_PKI_DIR``, else
+    ``~/.config/htfl/pki`` (outside any checkout, so private keys never reach a repository)."""
+    env = os.environ.get("HTFL_PKI_DIR")
+    return Path(env) if env else Path.home() / ".config" / "htfl" / "pki"
+
+
+@dataclass(frozen=True)
+class LabFiles:
+    directory: Path
+    server: ServerFiles
+    nodes: dict[str, NodeKeys]
+
+
+def _covers(cert_path: Path, host: str) -> bool:
+    """Whether the certificate at ``cert_path`` names ``host`` and is valid a while longer."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7)
+    if cert.not_valid_after_utc < soon:
+        return False
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return any(str(n.value) == host for n in names)
+
+
+def make_lab_files(directory: Path, superlink_host: str, devices: list[str]) -> LabFiles:
+    """The lab's keys for ``htfl deploy``: the CA, the SuperLink's certificate for the host the
+    devices dial (plus localhost) and one key pair per device. What exists is kept (a device's
+    key, the CA every device trusts, a certificate that still names the host), so deploying
+    twice changes nothing. ``directory`` is made readable by its owner only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    server = ServerFiles(
+        directory / "ca.pem", directory / "superlink.pem", directory / "superlink.key"
+    )
+    fresh = not all(p.exists() for p in (server.ca_cert, server.cert, server.key))
+    if fresh or not _covers(server.cert, superlink_host):
+        hosts = list(dict.fromkeys([superlink_host, "localhost", "127.0.0.1"]))
+        server = make_server_files(directory, hosts)
+    return LabFiles(directory, server, {d: make_node_keys(directory, d) for d in devices})
+
+
+def superlink_tls_argv(files: ServerFiles) -> list[str]:
+    """``flower-superlink``'s options for TLS on every API and only registered SuperNodes."""
+    return [
+        "--ssl-ca-certfile",
+        str(files.ca_cert),
+        "--ssl-certfile",
+        str(files.cert),
+        "--ssl-keyfile",
+        str(files.key),
+        "--enable-supernode-auth",
+    ]

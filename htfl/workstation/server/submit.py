@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 from flwr.app import UserConfig
 
 from htfl.flower_internals import (
@@ -18,6 +19,7 @@ from htfl.flower_internals import (
     user_config_to_proto,
 )
 from htfl.workstation.config.experiment import Experiment
+from htfl.workstation.server import doorbell
 from htfl.workstation.server.fab import build_fab
 
 
@@ -42,6 +44,7 @@ class SuperLinkControl:
             "htfl-results-dir": str(results_dir.resolve()),
             "htfl-source": str(exp.source),
             "htfl-resume": "1" if resume else "0",
+            doorbell.RUN_CONFIG_KEY: doorbell.address_for(self.address),
         }
         res = self._client.StartRun(
             StartRunRequest(
@@ -70,8 +73,8 @@ class SuperLinkControl:
 
 def register_nodes(address: str, root_certificates: str, keys: dict[str, bytes]) -> dict[str, int]:
     """Admit devices' public keys (PEM, by device name) to a TLS SuperLink run with
-    ``--enable-supernode-auth``; their node ids. A node whose key is not registered is refused,
-    and the SuperLink logs it."""
+    ``--enable-supernode-auth``; their node ids (a key registered before is admitted already
+    and left out). A node whose key is not registered is refused, and the SuperLink logs it."""
     connection = SuperLinkConnection(
         name="htfl", address=address, root_certificates=root_certificates, insecure=False
     )
@@ -79,7 +82,14 @@ def register_nodes(address: str, root_certificates: str, keys: dict[str, bytes])
     try:
         ids = {}
         for name, key in keys.items():
-            res = client.RegisterNode(RegisterNodeRequest(public_key=key, name=name))
+            try:
+                res = client.RegisterNode(RegisterNodeRequest(public_key=key, name=name))
+            except httpx.HTTPStatusError as err:
+                if "already in use" in err.response.text:  # registered before: admitted
+                    continue
+                raise RuntimeError(
+                    f"SuperLink {address} refused to register {name}: {err.response.text[:300]}"
+                ) from err
             if not res.node_id:
                 raise RuntimeError(f"SuperLink {address} refused to register {name}")
             ids[name] = int(res.node_id)
