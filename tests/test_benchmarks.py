@@ -60,6 +60,12 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             id="in_process",
         ),
         pytest.param(
+            "benchmarks.quickstart_stability",
+            ["--seeds", "0", "--rounds", "1"],
+            "| 0 |",
+            id="quickstart_stability",
+        ),
+        pytest.param(
             "benchmarks.prototype_diagnosis",
             ["--rounds", "1", "--every", "1"],
             "| 1 |",
