@@ -1,7 +1,10 @@
 """The simulated lab in real containers (podman + podman-compose, as CI installs them):
 build the image on the locally built Debian base, bring up a SuperLink and 3 devices of 3
-classes with `htfl fleet up`, run a 3-round experiment with `htfl run` against it, check every
-row of rounds.csv, and check that `htfl fleet down` leaves no container, network or volume.
+classes with `htfl fleet up` (one class from a calibrated profile beside the inventory, with a
+long link latency), check that every device reaches the SuperLink through its shaped link
+(this kernel has no netem: the lab's `link` relay), run a 3-round experiment with `htfl run`
+against it, check every row of rounds.csv and the lab's time dilation in the results, and
+check that `htfl fleet down` leaves no container, network or volume.
 
 Needs root (rootful podman, debootstrap for the base image) and the Debian packages in
 deploy/ci-containers.apt; skipped elsewhere (under CI a skip fails the run)."""
@@ -15,9 +18,11 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from htfl.devices import device_class
 from htfl.ports import free_port
@@ -34,6 +39,8 @@ DEVICES = {
     "xavier-nx-01": "jetson-xavier-nx",
 }
 ROUNDS = 3
+#: the calibrated class's one-way latency (its shipped profile has 0.3 ms)
+SLOW_CLASS, SLOW_LATENCY_MS = "jetson-xavier-nx", 25.0
 
 if os.geteuid() != 0 or not (shutil.which("podman-compose") and shutil.which("debootstrap")):
     pytest.skip(
@@ -117,10 +124,50 @@ def image() -> str:
     return IMAGE
 
 
+def calibrated_inventory(folder: Path) -> Path:
+    """sim-lab.yml with a profiles/ folder beside it: SLOW_CLASS's profile, as `htfl
+    calibrate` writes it, with a long link latency."""
+    inventory = folder / "sim-lab.yml"
+    folder.mkdir()
+    shutil.copy(REPO / "deploy" / "inventory" / "sim-lab.yml", inventory)
+    profile = asdict(device_class(SLOW_CLASS).profile)
+    profile["link_latency_ms"] = SLOW_LATENCY_MS
+    (folder / "profiles").mkdir()
+    (folder / "profiles" / f"{SLOW_CLASS}.yml").write_text(yaml.safe_dump(profile))
+    return inventory
+
+
+def rtt_ms(project: str, address: str) -> float:
+    """The shortest of 20 round trips from inside the lab's link container to ``address``
+    (the SuperLink's HTTP API, directly or through a device's relay port): the least a
+    request waits, what the link adds and not what a busy host adds to some of them."""
+    code = (
+        "from htfl.device.calibrate import superlink_rtts; "
+        f"r, lost = superlink_rtts({address!r}, 20); print(min(r) * 1e3)"
+    )
+    out = podman("exec", f"{project}-link", "python", "-c", code)
+    return float(out.strip().splitlines()[-1])
+
+
+def established_ports(project: str) -> set[int]:
+    """Local ports of the link container's established IPv4 TCP connections."""
+    table = podman("exec", f"{project}-link", "cat", "/proc/net/tcp")
+    ports = set()
+    for line in table.splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "01":
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.timeout(1800)  # the image build, 3 rounds at dilation 4 on a loaded 2-core host
 def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, tmp_path):
+    from htfl.workstation.fleet.compose import LINK_BASE_PORT
+
     project = f"htfl-ci{os.getpid()}"
     port = free_port()
     results = tmp_path / "results"
+    inventory = calibrated_inventory(tmp_path / "inventory")
     try:
         up = htfl(
             "fleet",
@@ -130,7 +177,7 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
             "--project",
             project,
             "--inventory",
-            "deploy/inventory/sim-lab.yml",
+            str(inventory),
             "--limit",
             ",".join(DEVICES),
             "--port",
@@ -153,6 +200,26 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
             assert cores == pytest.approx(plan.device(name).cpu_cores, abs=0.002), name
             assert config["Memory"] == device_class(cls).profile.memory_mb * 2**20, name
 
+        # links: each device dials its own port of the link relay (no netem here), which
+        # delays by its class's latency each way: the calibrated class's 25 ms shows
+        assert "links: relay" in up.stdout, up.stdout
+        written = yaml.safe_load((REPO / "build" / "fleet" / project / "compose.yml").read_text())
+        ports = {}
+        for name in DEVICES:
+            cmd = written["services"][name]["command"]
+            host, _, dial = cmd[cmd.index("--superlink") + 1].partition(":")
+            assert host == "link" and int(dial) >= LINK_BASE_PORT, cmd
+            ports[name] = int(dial)
+        direct = rtt_ms(project, "superlink:8000")
+        slow = next(n for n, c in DEVICES.items() if c == SLOW_CLASS)
+        shaped = rtt_ms(project, f"127.0.0.1:{ports[slow]}")
+        assert shaped >= 2 * SLOW_LATENCY_MS * 0.95, (shaped, direct)
+        assert direct < 2 * SLOW_LATENCY_MS * 0.95, (shaped, direct)
+        deadline = time.monotonic() + 120  # every agent's SuperNode talks through its port
+        while not set(ports.values()) <= (seen := established_ports(project)):
+            assert time.monotonic() < deadline, (ports, seen)
+            time.sleep(1.0)
+
         exp = tmp_path / "containers.toml"
         exp.write_text(experiment(port))
         run = htfl("run", str(exp), "--results", str(results), "--timeout", "900", timeout=1000)
@@ -161,6 +228,19 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
         out = results / "containers"
         summary = json.loads((out / "summary.json").read_text())
         assert summary["status"] == "finished", summary
+        # the lab's time dilation and each device's limits are in the run's record
+        assert summary["time_dilation"] == pytest.approx(plan.time_dilation)
+        assert summary["emulation"]["engine"] == "compose"
+        assert summary["emulation"]["applied"]["link"].startswith("relay")
+        for row in json.loads((out / "devices.json").read_text()):
+            limits = row["emulation"]
+            assert limits["time_dilation"] == pytest.approx(plan.time_dilation), row["device"]
+            assert limits["cpu_cores"] == pytest.approx(plan.device(row["device"]).cpu_cores,
+                                                        abs=1e-3)  # fmt: skip
+        slow_link = json.loads((out / "devices.json").read_text())
+        assert {r["device"]: r["emulation"]["link"]["latency_s"] for r in slow_link}[slow] == (
+            SLOW_LATENCY_MS / 1e3
+        )
         with open(out / "rounds.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert sorted((int(r["round"]), r["device"]) for r in rows) == sorted(

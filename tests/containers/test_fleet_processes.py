@@ -59,6 +59,14 @@ def test_processes_lab_up_status_down(tmp_path: Path) -> None:
             time.sleep(0.5)
         devices = json.loads(state.read_text())["devices"]
         assert len(devices) == 2
+        # the lab's record, which `htfl run` against its SuperLink adds to the results
+        lab_file = state.parent / "lab.json"
+        while not lab_file.exists():
+            assert time.monotonic() < end, "no lab.json"
+            time.sleep(0.2)
+        lab = json.loads(lab_file.read_text())
+        assert lab["engine"] == "processes" and sorted(lab["devices"]) == sorted(devices)
+        assert lab["time_dilation"] >= 1 and lab["superlink"].startswith("127.0.0.1:")
         status = htfl(tmp_path, "fleet", "status", "--engine", "processes", "--project", "lab")
         assert all(name in status.stdout for name in devices), status.stdout
         assert fleet_processes(tmp_path)  # SuperLink and agents, by their FLWR_HOME
@@ -69,5 +77,5 @@ def test_processes_lab_up_status_down(tmp_path: Path) -> None:
         if up.poll() is None:
             up.terminate()
             up.wait(60)
-    assert not state.exists()
+    assert not state.exists() and not (state.parent / "lab.json").exists()
     assert fleet_processes(tmp_path) == []

@@ -167,7 +167,9 @@ def write_lab(workdir: Path, engine: str, superlink: str, record: dict[str, Any]
     ``htfl fleet down`` removes it."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LAB_FILE
-    path.write_text(json.dumps({"engine": engine, "superlink": superlink, **record}, indent=2))
+    tmp = path.with_suffix(".tmp")  # whole or not at all: `htfl run` may read it any time
+    tmp.write_text(json.dumps({"engine": engine, "superlink": superlink, **record}, indent=2))
+    tmp.replace(path)
     return path
 
 
