@@ -5,22 +5,31 @@ dataset folders (``PATH/dataset/NAME``, as its ``dataset/generate_*.py`` write t
 imports the folder into htfl shards (``htfl data import-pfllib``: the same clients with the
 same samples in the same order), then for every method runs
 
-* HtFLlib: ``python -u main.py`` in ``PATH/system`` on the CPU with ``total.sh``'s flags
-  (``-lr 0.01 -jr 1 -lbs 10 -ls 1 -fd D -m FAMILY``, plus the method's own), ``-gr ROUNDS``;
-  its "Averaged Test Accuracy" after each round and its seconds per round are read from its
-  output;
+* HtFLlib: ``main.py`` run by ``--python`` (an environment with HtFLlib's imports: torch,
+  torchvision, scikit-learn, h5py, higher, calmsize, click, requests) in a scratch copy of
+  ``PATH/system`` (HtFLlib writes ``temp/`` and ``../results/`` beside its code), on the CPU
+  with ``total.sh``'s flags (``-lr 0.01 -jr 1 -lbs 10 -ls 1 -fd D -m FAMILY``, plus the
+  method's own), ``-gr ROUNDS``; its "Averaged Test Accuracy" after each round and its
+  seconds per round are read from its output (kept in ``--work``);
 * htfl: the method's real client and server sides in this process (no Flower, as
   ``benchmarks/in_process.py``), client i on its imported shard with ``family[i % k]``, under
   ``preset = "htfllib"`` (HtFLlib's setup and each method's defaults and choices).
 
+``--subset CLIENTS:TRAIN:TEST`` (and ``--rgb32``) first writes a smaller folder in the same
+format, the first clients and the first samples of each, which both sides then read: HtFLlib's
+image families need 3x32x32 inputs, and a small split keeps a run to minutes on a few cores.
+
 Both report accuracy as HtFLlib does: correct predictions over all clients' test samples after
 each round. Prints per method: best and final accuracy of each, the differences, and seconds
-per round. Without ``--htfllib`` only the htfl side runs (what CI's smoke test does, on a tiny
-folder written by ``--toy`` in PFLlib's format from the bundled digits).
+per round. Without ``--htfllib`` (or with ``--htfl-only``) only the htfl side runs (what CI's
+smoke test does, on a tiny folder written by ``--toy`` in PFLlib's format from the bundled
+digits).
 
 Usage:
     python -m benchmarks.htfllib_parity --htfllib ~/HtFLlib --dataset Cifar10 \\
         --family HtFE-img-4 --rounds 20 [--methods local,fedproto,...]
+    python -m benchmarks.htfllib_parity --htfllib ~/HtFLlib --python ~/htfllib-venv/bin/python \\
+        --dataset mnist --subset 4:100:100 --rgb32 --family HtFE-img-2 --rounds 10
     python -m benchmarks.htfllib_parity --toy --rounds 2 --methods local,fedproto
 """
 
