@@ -44,19 +44,27 @@ def experiment(agents: int, rounds: int) -> dict:
         "algorithm": {"name": "fedproto"},
         "data": {"dataset": "digits", "partition": "dirichlet", "alpha": 0.1, "min_samples": 10},
         "training": {"local_epochs": 1, "batch_size": 10, "learning_rate": 0.05, "momentum": 0.9},
-        "devices": {"classes": counts, "deadline_seconds": 600, "min_replies": agents},
+        "devices": {
+            "classes": counts,
+            "deadline_seconds": 600,
+            "min_replies": agents,
+            # N agents importing torch at once on a small machine take minutes to connect
+            "wait_for_devices_seconds": 900,
+        },
         "models": {"feature_dim": 64, **{c: "cnn4" for c in counts}},
     }
 
 
 def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of these processes and their descendants, living and reaped (a stock
+    SuperNode's ClientApp process per message is gone by the time it is read)."""
     total = 0.0
     for pid in pids:
         try:
             proc = psutil.Process(pid)
             for p in [proc, *proc.children(recursive=True)]:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             continue
     return total

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.fleet_round import cpu_seconds
 from htfl.flower_internals import (
     Fab,
     StartRunRequest,
@@ -36,6 +37,7 @@ from htfl.flower_internals import (
     user_config_to_proto,
 )
 from htfl.workstation.local_fleet import LocalFleet, expand_selection
+from htfl.workstation.server.doorbell import RUN_CONFIG_KEY, address_for
 
 APP = Path(__file__).parent / "noop_app"
 
@@ -71,10 +73,22 @@ def noop_fab() -> Fab:
     return Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
 
 
+@dataclass
+class Side:
+    """One side's figures: seconds per round, idle RSS, CPU seconds per round."""
+
+    rounds: list[float]
+    rss_mib: float
+    superlink_cpu: float
+    nodes_cpu: float
+
+
 def run_side(
     kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05, settle: float = 8.0
-) -> tuple[list[float], float]:
-    """Return per-round seconds and the peak RSS (MiB) of one idle node."""
+) -> Side:
+    """Run one side: per-round seconds, the peak idle RSS (MiB) of one node, and the CPU
+    seconds per round (warm-up included) of the SuperLink (with the ServerApp it starts) and
+    of all nodes (with their ClientApp processes), which the machine's load inflates less."""
     # Flower's processes inherit this environment; the no-op app is imported from APP.
     os.environ["PYTHONPATH"] = f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     fleet_type = StockFleet if kind == "stock" else LocalFleet
@@ -91,24 +105,40 @@ def run_side(
         client = init_http_client_from_connection(
             SuperLinkConnection(name="bench", address=fleet.address, insecure=True)
         )
+        link = [fleet.procs["superlink"].pid]
+        node_pids = [p.pid for name, p in fleet.procs.items() if name != "superlink"]
+        cpu0 = cpu_seconds(link), cpu_seconds(node_pids)
         client.StartRun(
             StartRunRequest(
                 fab=fab_to_proto(noop_fab()),
                 override_config=user_config_to_proto(
-                    {"rounds": rounds, "nodes": nodes, "out": str(out), "fast": kind == "htfl"}
+                    {
+                        "rounds": rounds,
+                        "nodes": nodes,
+                        "out": str(out),
+                        "fast": kind == "htfl",
+                        # htfl's side rings its agents as `htfl run` does (stock: no doorbell)
+                        RUN_CONFIG_KEY: address_for(fleet.address) if kind == "htfl" else "",
+                    }
                 ),
             )
         )
         client.close()
         end = time.monotonic() + 60 + rounds * 15
-        while not out.exists() and time.monotonic() < end:
+        while not out.exists() and time.monotonic() < end:  # then read CPU at once
             if report := fleet.exit_report():
                 raise RuntimeError(f"{kind}: {report}")
             time.sleep(0.2)
         if not out.exists():
             raise RuntimeError(f"{kind}: no result within the bound; see logs in {work / kind}")
+        cpu1 = cpu_seconds(link), cpu_seconds(node_pids)  # before the ServerApp exits
         time.sleep(0.2)  # the file is written in one call; let it close
-        return json.loads(out.read_text()), max(nodes_rss) / 2**20
+        return Side(
+            json.loads(out.read_text()),
+            max(nodes_rss) / 2**20,
+            (cpu1[0] - cpu0[0]) / (rounds + 1),
+            (cpu1[1] - cpu0[1]) / (rounds + 1),
+        )
     finally:
         fleet.stop()
 
@@ -130,22 +160,30 @@ def main() -> int:
         help="seconds the nodes idle before their RSS is read (the rounds wait for every node)",
     )
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="htfl-bench-") as tmp:
         work = Path(tmp)
-        stock, stock_rss = run_side("stock", args.nodes, args.rounds, work, settle=args.settle)
-        fast, htfl_rss = run_side("htfl", args.nodes, args.rounds, work, args.poll, args.settle)
-    m_stock, m_fast = statistics.median(stock), statistics.median(fast)
+        stock = run_side("stock", args.nodes, args.rounds, work, settle=args.settle)
+        fast = run_side("htfl", args.nodes, args.rounds, work, args.poll, args.settle)
+    m_stock, m_fast = statistics.median(stock.rounds), statistics.median(fast.rounds)
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}"
+        f"python {platform.python_version()}, load average {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"{args.nodes} nodes on loopback, {args.rounds} no-op rounds each (after 1 warm-up); "
-        f"htfl agents poll every {args.poll} s while active"
+        f"htfl agents poll every {args.poll} s while active when the run has no doorbell"
     )
-    print(f"{'side':<8}{'median s':>10}{'min s':>10}{'max s':>10}{'idle agent RSS MiB':>20}")
-    print(f"{'stock':<8}{m_stock:>10.3f}{min(stock):>10.3f}{max(stock):>10.3f}{stock_rss:>20.1f}")
-    print(f"{'htfl':<8}{m_fast:>10.3f}{min(fast):>10.3f}{max(fast):>10.3f}{htfl_rss:>20.1f}")
+    print(
+        f"{'side':<8}{'median s':>10}{'min s':>10}{'max s':>10}{'idle agent RSS MiB':>20}"
+        f"{'SuperLink+ServerApp CPU s/round':>33}{'nodes CPU s/round':>19}"
+    )
+    for name, side, median in (("stock", stock, m_stock), ("htfl", fast, m_fast)):
+        print(
+            f"{name:<8}{median:>10.3f}{min(side.rounds):>10.3f}{max(side.rounds):>10.3f}"
+            f"{side.rss_mib:>20.1f}{side.superlink_cpu:>33.3f}{side.nodes_cpu:>19.3f}"
+        )
     print(f"round_overhead_ratio={m_stock / m_fast:.1f}")
     return 0
 

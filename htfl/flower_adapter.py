@@ -12,13 +12,17 @@ module-level names its main loop calls), never ``time.sleep`` as such:
 
 * ``_pull_and_store_message`` (the main loop's idle wait): the wrapper returns only once a
   message is stored, polling the SuperLink every :meth:`SuperNodePacer.current_poll_seconds`,
-  so the loop's ``time.sleep(3)`` after "no message" is never reached;
+  or, where the run has a doorbell (:mod:`htfl.doorbell`), each time the ServerApp rings, so
+  the loop's ``time.sleep(3)`` after "no message" is never reached;
 * ``_push_messages`` (its reply wait): the node state it polls for the ClientApp's reply is
   wrapped so that asking for replies waits on the event the worker sets the moment its reply
   is in, so the ``time.sleep(0.5)`` between polls is never reached. Every other wait in
   Flower (e.g. ``_push_messages`` waiting 0.5 s for an object still being stored) is Flower's;
 * ``pull_objects`` (object pulls, in the SuperNode and in the ServerApp's Grid): the same
-  function with a short first retry (Flower's is 1 s, a race every round on loopback).
+  function with a short first retry (Flower's is 1 s, a race every round on loopback);
+* ``get_num_workers`` (how many of a message's objects move at once; Flower: at most 2 and
+  at most the core count): :data:`OBJECT_TRANSFER_CONCURRENCY`, as each is one request that
+  waits on the SuperLink, not on this CPU.
 
 Bytes on the wire come from the same call paths: the object bodies the SuperNode pulls and
 pushes for each message (the agent's ``htfl_device_network_payload_bytes_total``), and the ones
@@ -45,8 +49,10 @@ from collections.abc import Callable
 from typing import Any
 
 import flwr
+import httpx
 
 from htfl import flower_internals
+from htfl.doorbell import DoorbellClient
 from htfl.flower_internals import FlowerInternalsMissing, iterate_object_tree
 
 log = logging.getLogger(__name__)
@@ -55,9 +61,16 @@ log = logging.getLogger(__name__)
 SUPPORTED_FLWR = "1.41."
 #: First retry delay when a pulled object is not fully uploaded yet (Flower's default: 1 s).
 PULL_INITIAL_BACKOFF_SECONDS = 0.01
+#: Objects one message moves at once (Flower: 2, and never more than the CPU cores, a rule for
+#: CPU-bound work; a transfer waits on the SuperLink, so a message's objects go together).
+OBJECT_TRANSFER_CONCURRENCY = 8
 #: Longest wait on the worker's event before the node state is asked for replies again (a
 #: reply Flower inserts itself, e.g. for a FAB that fails verification, sets no event).
 REPLY_RECHECK_SECONDS = 0.5
+#: How often a worker woken by the SuperNode's event still looks for a task on its own (only a
+#: safety net: every stored message sets the event). A worker beside a stock SuperNode (the
+#: adapter did not fit) has no event and looks every ``RuntimeWorker.fallback_poll_seconds``.
+WORKER_RECHECK_SECONDS = 30.0
 
 _SCI = flower_internals.SUPERNODE_LOOP
 _GRID = flower_internals.GRID
@@ -79,14 +92,23 @@ class SuperNodePacer:
         active_poll_seconds: float = 0.05,
         idle_poll_seconds: float = 1.0,
         active_window_seconds: float = 120.0,
+        superlink_host: str | None = None,
     ) -> None:
         self.active_poll_seconds = active_poll_seconds
+        #: The host the SuperNode dials for the SuperLink; a run's doorbell is on it.
+        self.superlink_host = superlink_host
+        self._bell: DoorbellClient | None = None
         self.idle_poll_seconds = idle_poll_seconds
         self.active_window_seconds = active_window_seconds
         #: Set when the SuperNode stored a message for the worker.
         self.message_stored = threading.Event()
         #: Set by the worker once its reply (and all its objects) are in the SuperNode.
         self.reply_pushed = threading.Event()
+        #: True once :func:`install` tuned the SuperNode: ``message_stored`` is then set for
+        #: every message, after its objects are stored, and the worker need not poll.
+        self.event_driven = False
+        #: True while the worker runs a task (from acquiring it until its reply is pushed).
+        self.worker_busy = False
         self._last_message_at = -math.inf
 
     def note_message(self) -> None:
@@ -100,10 +122,42 @@ class SuperNodePacer:
             return self.active_poll_seconds
         return self.idle_poll_seconds
 
-    def wait_for_reply(self) -> None:
-        """Until the worker says a reply is in (or a recheck is due)."""
-        self.reply_pushed.wait(REPLY_RECHECK_SECONDS)
+    def use_doorbell(self, port: int | None) -> None:
+        """The current run's doorbell port (None: the run has none; poll)."""
+        if self.superlink_host is None or port is None:
+            return
+        bell = self._bell
+        if bell is not None and bell.address == f"{self.superlink_host}:{port}":
+            return
+        self._bell = DoorbellClient(self.superlink_host, port)
+        if bell is not None:
+            bell.close()
+
+    def idle_wait(self, state: Any) -> None:
+        """Between SuperLink polls that found nothing: until the doorbell rings for this node
+        (or its recheck is due), or the poll interval where there is no doorbell."""
+        bell = self._bell
+        if bell is not None:
+            try:
+                bell.wait(state.get_node_id())
+                return
+            except httpx.HTTPError as err:  # run over, or not reachable from here: poll
+                log.info("doorbell %s not reachable (%s); polling the SuperLink", bell.address, err)
+                if self._bell is bell:
+                    self._bell = None
+                bell.close()
+        time.sleep(self.current_poll_seconds())
+
+    def replied(self, state: Any) -> None:
+        """A reply of this node is in the SuperLink: tell the ServerApp, where it listens."""
+        if (bell := self._bell) is not None:
+            bell.replied(state.get_node_id())
+
+    def wait_for_reply(self) -> bool:
+        """Until the worker says a reply is in (True) or a recheck is due (False)."""
+        woken = self.reply_pushed.wait(REPLY_RECHECK_SECONDS)
         self.reply_pushed.clear()
+        return woken
 
 
 # --- compatibility ----------------------------------------------------------------------------
@@ -143,6 +197,9 @@ def problems() -> list[str]:
     for module, func in ((sci, sci._pull_and_store_message), (grid, grid.HttpGrid.pull_messages)):
         if "pull_objects(" not in _source(func):
             found.append(f"{module.__name__} no longer pulls objects with pull_objects")
+    for func in (utils.pull_objects, utils.push_object_contents_from_iterable):
+        if "get_num_workers(" not in _source(func):
+            found.append(f"{func.__name__} no longer sizes its thread pool with get_num_workers")
     push = _source(grid.HttpGrid._try_push_messages)
     if "get_object_tree(msg)" not in push or "push_object_fn=" not in push:
         found.append("HttpGrid no longer pushes with get_object_tree and push_objects")
@@ -223,12 +280,19 @@ class _ReplyWaitingState:
         self._counter = counter
 
     def get_messages_legacy(self, **kwargs: Any) -> Any:
-        messages = self._state.get_messages_legacy(**kwargs)
-        if kwargs.get("is_reply") is True:
-            while not messages:
-                self._pacer.wait_for_reply()
-                messages = self._state.get_messages_legacy(**kwargs)
-            self._counter.message_ids.update(m.metadata.message_id for m in messages)
+        if kwargs.get("is_reply") is not True:
+            return self._state.get_messages_legacy(**kwargs)
+        pacer = self._pacer
+        # While the worker runs a task, only its event says its reply is in: looking earlier
+        # could take (asking marks it retrieved) a reply whose objects are still being
+        # pushed, and Flower would then sleep 0.5 s for the missing body.
+        messages = [] if pacer.worker_busy else self._state.get_messages_legacy(**kwargs)
+        while not messages:
+            if not pacer.wait_for_reply() and pacer.worker_busy:
+                continue  # a recheck while the worker is busy: its event follows
+            messages = self._state.get_messages_legacy(**kwargs)
+        pacer.reply_pushed.clear()  # set for the reply taken here, not for the next one
+        self._counter.message_ids.update(m.metadata.message_id for m in messages)
         return messages
 
     def __getattr__(self, name: str) -> Any:
@@ -347,7 +411,7 @@ def install(pacer: SuperNodePacer, on_wire: WireCallback | None = None) -> bool:
             if run_id is not None:
                 pacer.note_message()
                 return run_id
-            time.sleep(pacer.current_poll_seconds())
+            pacer.idle_wait(call["state"])
 
     @functools.wraps(push_original)
     def push_messages(*args: Any, **kwargs: Any) -> None:
@@ -361,11 +425,26 @@ def install(pacer: SuperNodePacer, on_wire: WireCallback | None = None) -> bool:
         finally:
             if on_wire is not None and counter.bytes:
                 on_wire("up", counter.bytes)
+        pacer.replied(call["state"])
 
     sci._pull_and_store_message = pull_and_store_message
     sci._push_messages = push_messages
     sci.pull_objects = fast_pull_objects
+    _widen_object_transfers()
+    pacer.event_driven = True
     return True
+
+
+def _object_workers(max_concurrent: int) -> int:
+    """Flower's ``get_num_workers``, for object transfers that wait on the network."""
+    return OBJECT_TRANSFER_CONCURRENCY
+
+
+def _widen_object_transfers() -> None:
+    """Move a message's objects together rather than two at a time (each object is one
+    request; with two at a time a 4-object message costs two round trips to the SuperLink)."""
+    utils: Any = flower_internals.patch_targets()[_UTILS]
+    utils.get_num_workers = _object_workers
 
 
 def install_server(wire: GridWire | None = None) -> bool:
@@ -395,6 +474,7 @@ def install_server(wire: GridWire | None = None) -> bool:
     grid.get_object_tree = get_object_tree
     grid.push_objects = push_objects
     grid.pull_objects = pull_objects
+    _widen_object_transfers()
     return True
 
 

@@ -105,7 +105,12 @@ PATCHED: dict[str, tuple[str, ...]] = {
         "push_objects",
         "pull_objects",
     ),
-    OBJECT_TRANSFER: ("pull_objects", "push_objects"),
+    OBJECT_TRANSFER: (
+        "pull_objects",
+        "push_objects",
+        "push_object_contents_from_iterable",
+        "get_num_workers",
+    ),
 }
 
 

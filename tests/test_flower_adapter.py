@@ -27,6 +27,9 @@ sci = flower_internals.patch_targets()[SUPERNODE]
 grid = flower_internals.patch_targets()[GRID]
 
 
+utils = flower_internals.patch_targets()[flower_internals.OBJECT_TRANSFER]
+
+
 @pytest.fixture
 def restore_flower(monkeypatch):
     """Whatever a test installs into Flower's modules is undone after it."""
@@ -34,6 +37,7 @@ def restore_flower(monkeypatch):
         monkeypatch.setattr(sci, name, getattr(sci, name))
     for name in GRID_TUNED:
         monkeypatch.setattr(grid, name, getattr(grid, name))
+    monkeypatch.setattr(utils, "get_num_workers", utils.get_num_workers)
 
 
 def test_installed_flower_has_the_shape_the_adapter_patches() -> None:
@@ -222,3 +226,42 @@ def test_object_pulls_retry_fast_on_both_sides(monkeypatch, restore_flower) -> N
     sci.pull_objects(["a"], pull_object_fn=None)
     grid.pull_objects(object_ids=["a"], pull_object_fn=None)
     assert calls == [{"initial_backoff": flower_adapter.PULL_INITIAL_BACKOFF_SECONDS}] * 2
+
+
+def test_a_recheck_while_the_worker_is_busy_leaves_its_half_pushed_reply_alone() -> None:
+    """The worker has put its reply in the node state but is still pushing an object: a
+    recheck must not take it (Flower would then wait 0.5 s for the body); the worker's event,
+    once everything is in, does."""
+    store = InMemoryObjectStore()
+    state = InMemoryNodeState(store)
+    pacer = SuperNodePacer()
+    pacer.worker_busy = True
+    reply = _reply()
+    array = reply.content.array_records["payload"]["w"]
+    _store(reply, state, store, late=array.object_id)
+    sent_at: list[float] = []
+
+    def worker_finishes() -> None:  # after the first recheck (0.5 s) has passed
+        store.put(array.object_id, array.deflate())
+        pacer.worker_busy = False
+        pacer.reply_pushed.set()
+
+    threading.Timer(0.7, worker_finishes).start()
+    t0 = time.monotonic()
+    pushed = _push(pacer, state, store, sent_at)
+    assert sent_at[0] - t0 >= 0.65  # not taken at the 0.5 s recheck
+    assert time.monotonic() - t0 < 1.1  # and no 0.5 s sleep for a missing body after it
+    assert array.object_id in pushed
+
+
+def test_a_messages_objects_move_together(restore_flower) -> None:
+    assert flower_adapter.install(SuperNodePacer())
+    assert utils.get_num_workers(2) == flower_adapter.OBJECT_TRANSFER_CONCURRENCY
+    assert flower_adapter.OBJECT_TRANSFER_CONCURRENCY >= 8
+
+
+def test_install_makes_the_worker_event_driven(restore_flower) -> None:
+    pacer = SuperNodePacer()
+    assert not pacer.event_driven  # a worker beside a stock SuperNode polls
+    assert flower_adapter.install(pacer)
+    assert pacer.event_driven

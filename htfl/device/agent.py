@@ -71,6 +71,7 @@ def run_agent(
     pacer = flower_adapter.SuperNodePacer(
         active_poll_seconds=options.active_poll_seconds,
         idle_poll_seconds=options.idle_poll_seconds,
+        superlink_host=options.superlink.rpartition(":")[0] or None,
     )
     # Stock Flower (with a logged warning) if the adapter does not fit the installed release.
     on_wire = instruments.phases.add_bytes if instruments is not None else None

@@ -17,7 +17,9 @@ import httpx
 from flwr.app import Context, Error, Message
 
 from htfl.device.instruments import TaskTiming
-from htfl.flower_adapter import SuperNodePacer
+from htfl.doorbell import RUN_CONFIG_KEY as DOORBELL_KEY
+from htfl.doorbell import port_of
+from htfl.flower_adapter import WORKER_RECHECK_SECONDS, SuperNodePacer
 from htfl.flower_internals import (
     AcquireTaskRequest,
     ErrorCode,
@@ -109,9 +111,13 @@ class RuntimeWorker:
             RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"), self._token
         )
         while not self._stop.is_set():
-            # Woken by the SuperNode the moment it stores a message; the timeout only
-            # covers messages that arrive while a previous task is still being finished.
-            self.pacer.message_stored.wait(self.fallback_poll_seconds)
+            # Woken by the SuperNode the moment a message and all its objects are stored (a
+            # message stored meanwhile leaves the event set). No timed AcquireTask beside it:
+            # one could take a task whose objects are still arriving, and Flower's pull then
+            # backs off 1 s. A stock SuperNode (adapter not installed) sets no event: poll.
+            self.pacer.message_stored.wait(
+                WORKER_RECHECK_SECONDS if self.pacer.event_driven else self.fallback_poll_seconds
+            )
             self.pacer.message_stored.clear()
             while not self._stop.is_set() and self._serve_one():
                 pass
@@ -130,7 +136,11 @@ class RuntimeWorker:
             return False
         if not (res.HasField("task") and res.token):
             return False
-        self._run_task(res.token)
+        self.pacer.worker_busy = True
+        try:
+            self._run_task(res.token)
+        finally:
+            self.pacer.worker_busy = False
         return True
 
     def _run_task(self, token: str) -> None:
@@ -147,6 +157,7 @@ class RuntimeWorker:
         try:
             t0 = time.time()
             message, context, _run, _fab = pull_task_input(client)
+            self.pacer.use_doorbell(port_of(context.run_config.get(DOORBELL_KEY)))
             received = time.time()
             timing = TaskTiming(received, received - t0, t0 - idle_started, idle_started)
             self.observe_phase("idle", timing.idle_seconds)

@@ -20,6 +20,9 @@ def test_round_overhead_benchmark_runs_at_toy_size() -> None:
     )
     assert "round_overhead_ratio=" in out, out[-2000:]
     assert out.count("\nstock ") == 1 and out.count("\nhtfl ") == 1, out[-2000:]
+    for side in ("stock", "htfl"):  # median, min, max, RSS, SuperLink and nodes CPU per round
+        (row,) = [line.split() for line in out.splitlines() if line.startswith(side + " ")]
+        assert len(row) == 7 and all(float(c) > 0 for c in row[1:]), row
 
 
 def test_algorithms_benchmark_runs_at_toy_size(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from htfl.workstation.config.experiment import experiment_from_dict
 from htfl.workstation.datasets.delivery import start_shard_delivery
 from htfl.workstation.power import rounds as power_rounds
 from htfl.workstation.power.rounds import RunPower
-from htfl.workstation.server import checkpoint, selection
+from htfl.workstation.server import checkpoint, doorbell, selection
 from htfl.workstation.server.exporter import ServerMetrics
 from htfl.workstation.server.results import SUMMARY_FILE, ResultsStore, code_version
 from htfl.workstation.server.round_loop import RoundLoop
@@ -33,6 +33,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     flower_adapter.install_server()
+    doorbell.start(context.run_config)  # agents woken when their message is in (else they poll)
     raw = json.loads(str(context.run_config["htfl-experiment"]))
     results_dir = str(context.run_config["htfl-results-dir"])
     # `htfl run --resume`: continue from the checkpoint of the last completed round
@@ -113,6 +114,7 @@ def main(grid: Grid, context: Context) -> None:
         summary.update(status="stopped", error=f"the ServerApp was stopped ({type(err).__name__})")
         raise
     finally:
+        doorbell.stop()
         if metrics is not None:
             metrics.close()
         if power is not None:

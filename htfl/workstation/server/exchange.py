@@ -16,6 +16,11 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from htfl.flower_adapter import grid_wire
+from htfl.workstation.server import doorbell
+
+#: With a doorbell, the longest wait for an agent's reply notice before the SuperLink is asked
+#: anyway (a notice that never came: an agent without the doorbell, a lost request).
+REPLY_RECHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -59,8 +64,13 @@ def exchange(
                 "the SuperLink refused the message: the node is no longer connected"
             )
     pending = {mid for mid in ids if mid}
+    bell = doorbell.current
+    if bell is not None:  # the messages are in the SuperLink: their nodes may ask for them now
+        bell.ring(node_of[mid] for mid in pending)
     end = None if deadline_seconds is None else time.monotonic() + deadline_seconds
     while pending:
+        if bell is not None:
+            bell.replies.clear()  # a notice from here on means: pull again
         for reply in grid.pull_messages(list(pending)):
             mid = reply.metadata.reply_to_message_id
             if mid not in pending:
@@ -82,7 +92,11 @@ def exchange(
                 break
             if over >= (grace_factor - 1) * (deadline_seconds or 0):
                 break
-        time.sleep(poll_seconds)
+        if bell is None:
+            time.sleep(poll_seconds)
+        else:  # until an agent says its reply is in (bounded, and never past the deadline)
+            left = REPLY_RECHECK_SECONDS if end is None else end - time.monotonic()
+            bell.replies.wait(min(REPLY_RECHECK_SECONDS, max(left, poll_seconds)))
     result.missing = sorted(node_of[mid] for mid in pending)
     result.pending = {node_of[mid]: mid for mid in pending}
     return result

@@ -38,6 +38,7 @@ htfl-experiment = "{{}}"
 htfl-results-dir = "results/unnamed"
 htfl-source = ""
 htfl-resume = "0"
+htfl-doorbell = ""
 """
 
 

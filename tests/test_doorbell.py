@@ -1,0 +1,134 @@
+"""The doorbell between the ServerApp and its agents (real HTTP on loopback): a ring wakes the
+node it is for at once, a ring is never lost between two waits, reply notices end the
+ServerApp's wait, and an agent that cannot reach the doorbell goes back to polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from htfl.doorbell import DoorbellClient, port_of
+from htfl.flower_adapter import SuperNodePacer
+from htfl.ports import free_port
+from htfl.workstation.server import doorbell
+from htfl.workstation.server.doorbell import Doorbell
+
+
+class NodeState:
+    """What the pacer asks Flower's node state for: the node id."""
+
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+
+    def get_node_id(self) -> int:
+        return self.node_id
+
+
+@pytest.fixture
+def bell():
+    server = Doorbell("127.0.0.1", 0)
+    yield server
+    server.close()
+
+
+def test_a_ring_wakes_the_waiting_node_and_only_it(bell) -> None:
+    client = DoorbellClient("127.0.0.1", bell.port)
+    other = DoorbellClient("127.0.0.1", bell.port)
+    try:
+        t0 = time.monotonic()
+        client.wait(7, seconds=5.0)  # the first wait learns the count: it returns at once
+        other.wait(8, seconds=5.0)
+        assert time.monotonic() - t0 < 2.0
+        assert client.wait(7, seconds=0.1) is False  # nothing rung since: the recheck is due
+        threading.Timer(0.2, bell.ring, args=([7],)).start()
+        t0 = time.monotonic()
+        assert client.wait(7, seconds=5.0) is True
+        assert 0.15 < time.monotonic() - t0 < 2.0  # woken by the ring, not the 5 s bound
+        assert other.wait(8, seconds=0.2) is False  # node 8 was not rung
+    finally:
+        client.close()
+        other.close()
+
+
+def test_a_ring_between_two_waits_is_not_lost(bell) -> None:
+    client = DoorbellClient("127.0.0.1", bell.port)
+    try:
+        client.wait(3, seconds=0.05)
+        bell.ring([3])  # while the agent was busy asking the SuperLink
+        t0 = time.monotonic()
+        assert client.wait(3, seconds=5.0) is True
+        assert time.monotonic() - t0 < 1.0
+        assert client.wait(3, seconds=0.1) is False  # and counted once
+    finally:
+        client.close()
+
+
+def test_a_reply_notice_sets_the_servers_event(bell) -> None:
+    client = DoorbellClient("127.0.0.1", bell.port)
+    try:
+        assert not bell.replies.is_set()
+        client.replied(3)
+        assert bell.replies.wait(2.0)
+    finally:
+        client.close()
+
+
+def test_bad_requests_are_refused(bell) -> None:
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{bell.port}", timeout=5) as http:
+        assert http.get("/wait", params={"node": "x"}).status_code == 400
+        assert http.get("/other", params={"node": 1, "after": 0, "timeout": 0}).status_code == 404
+        assert http.post("/other").status_code == 404
+
+
+def test_the_pacer_waits_on_the_doorbell_and_says_when_a_reply_is_in(bell) -> None:
+    pacer = SuperNodePacer(active_poll_seconds=5.0, superlink_host="127.0.0.1")
+    pacer.note_message()  # active: without the doorbell each idle wait would be 5 s
+    pacer.use_doorbell(bell.port)
+    state = NodeState(11)
+    pacer.idle_wait(state)  # first wait: nothing seen yet, returns with the count
+    threading.Timer(0.2, bell.ring, args=([11],)).start()
+    t0 = time.monotonic()
+    pacer.idle_wait(state)
+    assert time.monotonic() - t0 < 2.0
+    pacer.replied(state)
+    assert bell.replies.wait(2.0)
+
+
+def test_an_unreachable_doorbell_means_polling_again() -> None:
+    pacer = SuperNodePacer(active_poll_seconds=0.05, superlink_host="127.0.0.1")
+    pacer.note_message()
+    pacer.use_doorbell(free_port())  # nobody listens there
+    t0 = time.monotonic()
+    pacer.idle_wait(NodeState(1))  # refused: falls back to the poll interval
+    pacer.idle_wait(NodeState(1))  # and stays there (no second attempt)
+    assert time.monotonic() - t0 < 1.0
+    pacer.replied(NodeState(1))  # no doorbell: nothing to tell, no error
+
+
+def test_a_run_without_a_doorbell_polls() -> None:
+    pacer = SuperNodePacer(active_poll_seconds=0.05, superlink_host="127.0.0.1")
+    pacer.use_doorbell(port_of(""))
+    pacer.use_doorbell(port_of(None))
+    pacer.note_message()
+    t0 = time.monotonic()
+    pacer.idle_wait(None)  # no node state needed when polling
+    assert 0.04 < time.monotonic() - t0 < 1.0
+
+
+def test_the_run_config_names_where_the_server_listens() -> None:
+    assert doorbell.address_for("127.0.0.1:9093").startswith("127.0.0.1:")
+    assert doorbell.address_for("192.168.1.10:9093").startswith("0.0.0.0:")
+    address = doorbell.address_for("localhost:9093")
+    assert port_of(address) == int(address.rsplit(":", 1)[1])
+    started = doorbell.start({doorbell.RUN_CONFIG_KEY: address})
+    try:
+        assert started is doorbell.current and started.port == port_of(address)
+    finally:
+        doorbell.stop()
+    assert doorbell.current is None
+    assert doorbell.start({doorbell.RUN_CONFIG_KEY: ""}) is None
+    assert doorbell.current is None
