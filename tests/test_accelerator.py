@@ -246,7 +246,7 @@ print("trained without flwr", len(METHODS))
 def test_the_trainer_side_trains_without_flwr() -> None:
     """What a trainer process in the JetPack system Python would import (the methods, models,
     shards and device placement) needs no flwr: one round of local training runs with flwr
-    made unimportable (the trainer split itself is not built yet; deploy/README.md)."""
+    made unimportable (the trainer process itself: tests/test_trainer_process.py)."""
     import subprocess
     import sys
 

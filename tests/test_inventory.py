@@ -106,3 +106,22 @@ def test_a_training_device_other_than_auto_cpu_cuda_names_the_host(tmp_path: Pat
         ["host nano-02", " htfl_training_device"],
     ]
     assert all("'gpu'" in p for p in info.value.problems)
+
+
+def test_a_trainer_python_that_is_not_an_absolute_path_names_the_host(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(
+        INVENTORY.replace(
+            "{htfl_device_class: jetson-nano}",
+            "{htfl_device_class: jetson-nano, htfl_trainer_python: python3.10}",
+        )
+    )
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path, use_ansible=False)
+    assert [p.split(":")[:2] for p in info.value.problems] == [
+        ["host nano-01", " htfl_trainer_python"],
+        ["host nano-02", " htfl_trainer_python"],
+    ]
+    assert all("absolute path" in p for p in info.value.problems)
+    path.write_text(path.read_text().replace("python3.10", "/usr/bin/python3.10"))
+    assert len(load_inventory(path, use_ansible=False).hosts) == 3  # two nanos, one Orange Pi

@@ -85,6 +85,15 @@ class DeviceVars:
     ] = DEFAULT_EXPORTER_PORT
     #: where the agent trains when the experiment says device = "auto" (--training-device)
     htfl_training_device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: the interpreter of a separate trainer process ("" : train in the agent; deploy builds
+    #: a trainer venv from it and passes --trainer-python)
+    htfl_trainer_python: Annotated[
+        Text,
+        check(
+            lambda v: v == "" or v.startswith(("/", "{{")),
+            'an absolute path to a Python interpreter (e.g. /usr/bin/python3.10), or ""',
+        ),
+    ] = ""
 
 
 def _host_problems(name: str, hv: dict[str, Any]) -> tuple[Host | None, list[str]]:
