@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from htfl.ports import free_port
@@ -57,16 +58,19 @@ def memory_by_container() -> dict[str, float]:
     }
 
 
-def measure(size: int, settle: float, workdir: Path) -> dict:
+def measure(size: int, settle: float, workdir: Path, during: Callable | None = None) -> dict:
+    """One lab size: up, idle memory, (``during(fleet, plan, hosts, workdir)``: more
+    measurements while it is up, merged into the row), down."""
     inventory = load_inventory(REPO / "deploy" / "inventory" / "sim-lab.yml", use_ansible=False)
     hosts = select_hosts(inventory, str(size))
     plan = plan_fleet([(h.name, h.device_class) for h in hosts])
     project = f"htfl-bench{size}"
+    port = free_port()
     fleet = ComposeFleet(
         workdir / project,
         ComposeOptions(
             project=project,
-            port=free_port(),
+            port=port,
             results_dir=str(workdir / "results"),
             repo=str(REPO),
             config_dir=str(workdir / project),
@@ -81,6 +85,7 @@ def measure(size: int, settle: float, workdir: Path) -> dict:
         memory = memory_by_container()
         per_device = [memory[f"{project}-{h.name}"] for h in hosts]
         superlink = memory.get(f"{project}-superlink", float("nan"))
+        extra = during(fleet, plan, hosts, workdir) if during is not None else {}
     finally:
         start = time.monotonic()
         fleet.down()
@@ -94,6 +99,7 @@ def measure(size: int, settle: float, workdir: Path) -> dict:
         "mem_max_mb": max(per_device) / 1e6,
         "superlink_mb": superlink / 1e6,
         "down_s": down_s,
+        **extra,
     }
 
 

@@ -26,6 +26,14 @@ One row per device class, for a fleet of one device of each class on this host
 * **memory cap**: the class's cap, and whether it binds on this host (a cap above the host's
   memory cannot). Below the table, a process given a 64 MiB cap that allocates 256 MiB is
   checked to be OOM-killed and detected as such.
+
+Then, with ``--lab-devices N`` (default 28, the simulated lab's boards; 0 skips it; needs root,
+podman, podman-compose and debootstrap), the whole lab in containers on this host, one row:
+the time ``htfl fleet up`` takes to bring up N containerised devices (classes in turn, from
+deploy/inventory/sim-lab.yml; until the SuperLink answers and every container runs), the idle
+memory per device container (its cgroup, as ``podman stats`` reports it), the lab's time
+dilation, and one round's wall time (``htfl run``, FedAvg on cnn4 for every class, every
+device selected; the round loop's ``round_seconds``, and the whole run's wall time).
 """
 
 from __future__ import annotations
@@ -250,6 +258,117 @@ def oom_check() -> str:
         tree.remove()
 
 
+# --- the whole lab in containers: fleet up, idle memory, dilation, one round ---------------
+def lab_experiment(hosts: list, port: int, rounds: int) -> str:
+    counts: dict[str, int] = {}
+    for h in hosts:
+        counts[h.device_class] = counts.get(h.device_class, 0) + 1
+    classes = ", ".join(f'"{c}" = {n}' for c, n in counts.items())
+    models = "\n".join(f'"{c}" = "cnn4"' for c in counts)
+    return f"""
+[experiment]
+id = "lab-round"
+rounds = {rounds}
+eval_every = {rounds}
+seed = 1
+[algorithm]
+name = "fedavg"
+[data]
+dataset = "digits"
+partition = "iid"
+train_fraction = 0.5
+[training]
+batch_size = 16
+[devices]
+classes = {{ {classes} }}
+deadline_seconds = 1800
+min_replies = {len(hosts)}
+[models]
+feature_dim = 16
+{models}
+[superlink]
+address = "127.0.0.1:{port}"
+"""
+
+
+def lab_round(fleet, plan, hosts: list, workdir: Path, rounds: int = 1) -> dict:  # noqa: ANN001
+    """``htfl run`` of ``rounds`` round(s) against the lab: the last round's wall time (the
+    round loop's own) and the run's. The lab is recorded where ``htfl fleet up`` records it,
+    so the run finds it and records its dilation."""
+    from htfl.workstation.fleet.emulation import LABS, plan_record, write_lab
+
+    repo = Path(__file__).resolve().parents[1]
+    port = fleet.opts.port
+    exp = workdir / "lab-round.toml"
+    exp.write_text(lab_experiment(hosts, port, rounds))
+    results = workdir / "results"
+    applied = {"cpu": "compose cpus", "memory": "compose mem_limit", "link": fleet.opts.link}
+    lab = write_lab(
+        repo / LABS / fleet.opts.project,
+        "compose",
+        f"127.0.0.1:{port}",
+        {"engine": "compose", **plan_record(plan, applied)},
+    )
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "htfl", "run", str(exp), "--results", str(results)]
+            + ["--timeout", "3600"],
+            capture_output=True,
+            text=True,
+            timeout=4000,
+            cwd=repo,
+        )
+    finally:
+        lab.unlink(missing_ok=True)
+    run_s = time.monotonic() - start
+    out = results / "lab-round"
+    events = (
+        [
+            json.loads(line)
+            for line in (out / "progress.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        if (out / "progress.jsonl").exists()
+        else []
+    )
+    rounds_done = [e for e in events if e.get("event") == "round"]
+    if done.returncode != 0 or not rounds_done:
+        tail = (done.stdout + done.stderr)[-2000:]
+        raise RuntimeError(f"htfl run against the lab failed (exit {done.returncode}):\n{tail}")
+    last = rounds_done[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        "round_s": last["round_seconds"],
+        "answered": last["answered"],
+        "run_s": run_s,
+        "recorded_dilation": summary.get("time_dilation"),
+    }
+
+
+def lab_table(devices: int, settle: float) -> None:
+    from benchmarks.containers import measure
+    from htfl.workstation.fleet.image import IMAGE, build_image
+
+    build_image(IMAGE)
+    with tempfile.TemporaryDirectory(prefix="htfl-lab-") as tmp:
+        r = measure(devices, settle, Path(tmp), during=lab_round)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nthe simulated lab in containers on {os.cpu_count()} host cores (load {load}):")
+    print(
+        "| devices | fleet up (s) | idle memory/device median (MB) | max (MB) "
+        "| time dilation | recorded in summary.json | one round (s) | devices answered "
+        "| htfl run, 1 round (s) | fleet down (s) |"
+    )
+    print("|" + "---|" * 10)
+    print(
+        f"| {r['devices']} | {r['up_s']:.0f} | {r['mem_median_mb']:.0f} | {r['mem_max_mb']:.0f} "
+        f"| {r['dilation']:.3g} | {r['recorded_dilation']} | {r['round_s']:.1f} "
+        f"| {r['answered']}/{r['devices']} | {r['run_s']:.0f} | {r['down_s']:.0f} |",
+        flush=True,
+    )
+
+
 def pct(measured: float, expected: float) -> str:
     return f"{(measured / expected - 1) * 100:+.1f}%" if expected else "-"
 
@@ -262,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pings", type=int, default=40)
     parser.add_argument("--loss-pings", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3, help="uploads per class (median)")
+    parser.add_argument(
+        "--lab-devices",
+        type=int,
+        default=28,
+        help="the containerised lab's size for its row (0: skip it)",
+    )
+    parser.add_argument("--lab-settle", type=float, default=30.0, help="idle seconds before memory")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -325,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {d.memory_bytes // MiB} | {binds} |"
         )
     print(f"memory cap enforcement (64 MiB cap, 256 MiB allocated): {oom_check()}")
-    print(f"emulation_time_dilation={plan.time_dilation:.3g}")
+    print(f"emulation_time_dilation={plan.time_dilation:.3g}", flush=True)
+    if args.lab_devices > 0:
+        lab_table(args.lab_devices, args.lab_settle)
     return 0
 
 

@@ -80,7 +80,8 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
         pytest.param(
             "benchmarks.emulation",
             ["--classes", "jetson-nano,lattepanda-delta-3", "--work-seconds", "0.05"]
-            + ["--pings", "3", "--loss-pings", "10", "--repeat", "1", "--payload-bytes", "100000"],
+            + ["--pings", "3", "--loss-pings", "10", "--repeat", "1", "--payload-bytes", "100000"]
+            + ["--lab-devices", "0"],  # the containerised lab's row: test_containers_benchmark
             "emulation_time_dilation=",
             id="emulation",
         ),
