@@ -78,6 +78,12 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
             id="accelerator",
         ),
         pytest.param(
+            "benchmarks.trainer_split",
+            ["--archs", "cnn4", "--methods", "fedavg", "--rounds", "1", "--train-fraction", "0.2"],
+            "| cnn4 | fedavg | process |",
+            id="trainer_split",
+        ),
+        pytest.param(
             "benchmarks.emulation",
             ["--classes", "jetson-nano,lattepanda-delta-3", "--work-seconds", "0.05"]
             + ["--pings", "3", "--loss-pings", "10", "--repeat", "1", "--payload-bytes", "100000"]
