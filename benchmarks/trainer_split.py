@@ -7,8 +7,10 @@ Each row sets up one client (digits, IID, client 0 of 3, seed 0) in a
 interpreter), then trains ``--rounds`` rounds, each receiving the previous round's upload as
 its global knowledge. Columns: the trainer's start (spawn to ready: the interpreter's imports),
 setup, the mean wall time of a train request as the agent sees it, the training itself as the
-trainer measured it, their difference (what the channel and the process boundary add per
-round), the upload's bytes, and whether the two kinds of trainer gave the same loss.
+trainer measured it, their difference (receiving the download, computing the upload and, for
+a trainer process, the channel and the process boundary: compare the two rows of a pair), the
+upload's bytes, and whether the two kinds of trainer gave the same loss. Setup in this process
+reuses the shard a previous row built (same split); a trainer process builds it again.
 
 Usage: python -m benchmarks.trainer_split [--archs cnn4,resnet8] [--methods fedavg,fedproto]
        [--rounds 3] [--python PATH] [--train-fraction 0.75]
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| arch | method | trainer | start s | setup s | train request s | training s "
-        "| boundary ms | upload KiB | same loss |"
+        "| beyond training ms | upload KiB | same loss |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="htfl-trainer-split-") as tmp:
