@@ -87,7 +87,7 @@ def run_side(
     kind: str, nodes: int, rounds: int, work: Path, poll: float = 0.05, settle: float = 8.0
 ) -> Side:
     """Run one side: per-round seconds, the peak idle RSS (MiB) of one node, and the CPU
-    seconds per round (warm-up included) of the SuperLink (with the ServerApp it starts) and
+    seconds per timed round (after the warm-up) of the SuperLink (with the ServerApp it starts) and
     of all nodes (with their ClientApp processes), which the machine's load inflates less."""
     # Flower's processes inherit this environment; the no-op app is imported from APP.
     os.environ["PYTHONPATH"] = f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
@@ -107,7 +107,6 @@ def run_side(
         )
         link = [fleet.procs["superlink"].pid]
         node_pids = [p.pid for name, p in fleet.procs.items() if name != "superlink"]
-        cpu0 = cpu_seconds(link), cpu_seconds(node_pids)
         client.StartRun(
             StartRunRequest(
                 fab=fab_to_proto(noop_fab()),
@@ -125,19 +124,24 @@ def run_side(
         )
         client.close()
         end = time.monotonic() + 60 + rounds * 15
+        warm = Path(f"{out}.warm")
+        cpu0 = None
         while not out.exists() and time.monotonic() < end:  # then read CPU at once
+            if cpu0 is None and warm.exists():  # the warm-up round is over: CPU from here
+                cpu0 = cpu_seconds(link), cpu_seconds(node_pids)
             if report := fleet.exit_report():
                 raise RuntimeError(f"{kind}: {report}")
             time.sleep(0.2)
         if not out.exists():
             raise RuntimeError(f"{kind}: no result within the bound; see logs in {work / kind}")
         cpu1 = cpu_seconds(link), cpu_seconds(node_pids)  # before the ServerApp exits
+        cpu0 = cpu0 or (0.0, 0.0)  # all rounds within one check: counts the warm-up too
         time.sleep(0.2)  # the file is written in one call; let it close
         return Side(
             json.loads(out.read_text()),
             max(nodes_rss) / 2**20,
-            (cpu1[0] - cpu0[0]) / (rounds + 1),
-            (cpu1[1] - cpu0[1]) / (rounds + 1),
+            (cpu1[0] - cpu0[0]) / rounds,
+            (cpu1[1] - cpu0[1]) / rounds,
         )
     finally:
         fleet.stop()

@@ -45,6 +45,8 @@ def main(grid: Grid, context: Context) -> None:
         assert replies == nodes, f"round {r}: {replies}/{nodes} replies"
         if r:
             times.append(time.perf_counter() - t0)
+        else:  # warmed up: the benchmark reads CPU time from here on
+            open(str(context.run_config["out"]) + ".warm", "w").close()
     with open(str(context.run_config["out"]), "w") as fh:
         json.dump(times, fh)
 
