@@ -236,9 +236,16 @@ def _toy_input(arch: str) -> tuple[tuple[int, ...], torch.Tensor]:
 TEXT_AND_SENSOR = sorted(
     {a for f, m in FAMILIES.items() if "-txt-" in f or "-sen-" in f for a in m}
 )
+#: the Transformer members differ only in heads and depth: two of them train below, every
+#: one is built (shapes only) in test_every_transformer_member_has_its_heads_and_depth
+TRANSFORMERS = [a for a in TEXT_AND_SENSOR if a.startswith("transformer_")]
+TRAINED = [a for a in TEXT_AND_SENSOR if a not in TRANSFORMERS] + [
+    "transformer_h8_l2",
+    "transformer_h16_l4",
+]
 
 
-@pytest.mark.parametrize("arch", TEXT_AND_SENSOR)
+@pytest.mark.parametrize("arch", TRAINED)
 def test_text_and_sensor_members_train_at_toy_size(arch: str) -> None:
     """htfl has no text dataset: the text members are built and trained one step at toy size
     (50 tokens, sequences of 12)."""
@@ -254,6 +261,17 @@ def test_text_and_sensor_members_train_at_toy_size(arch: str) -> None:
     if shape == (12,):  # float ids (shards are float32) are the same tokens
         model.eval()
         assert torch.allclose(model(x.float()), model(x))
+
+
+@pytest.mark.parametrize("arch", TRANSFORMERS)
+def test_every_transformer_member_has_its_heads_and_depth(arch: str) -> None:
+    heads, layers = (int(p[1:]) for p in arch.split("_")[1:])
+    with torch.device("meta"):
+        model = ARCHITECTURES[arch]((12,), 4, 32, vocab_size=50)
+        features = model.features(torch.zeros(2, 12, dtype=torch.long))
+    encoder = model.feature_extractor.encoder
+    assert len(encoder.layers) == layers and encoder.layers[0].self_attn.num_heads == heads
+    assert features.shape == (2, 32)
 
 
 def test_htfllibs_text_models_end_in_log_softmax_before_the_head() -> None:
