@@ -98,6 +98,7 @@ class SuperNodePacer:
         #: The host the SuperNode dials for the SuperLink; a run's doorbell is on it.
         self.superlink_host = superlink_host
         self._bell: DoorbellClient | None = None
+        self._wait_first = False
         self.idle_poll_seconds = idle_poll_seconds
         self.active_window_seconds = active_window_seconds
         #: Set when the SuperNode stored a message for the worker.
@@ -152,6 +153,14 @@ class SuperNodePacer:
         """A reply of this node is in the SuperLink: tell the ServerApp, where it listens."""
         if (bell := self._bell) is not None:
             bell.replied(state.get_node_id())
+            self._wait_first = True
+
+    def wait_before_polling(self) -> bool:
+        """Whether the SuperNode should wait for a ring before its next SuperLink poll: right
+        after a reply went up, with a doorbell, nothing new is there yet (a ring that came
+        meanwhile ends the wait at once)."""
+        first, self._wait_first = self._wait_first, False
+        return first and self._bell is not None
 
     def wait_for_reply(self) -> bool:
         """Until the worker says a reply is in (True) or a recheck is due (False)."""
@@ -401,6 +410,8 @@ def install(pacer: SuperNodePacer, on_wire: WireCallback | None = None) -> bool:
         # Flower's, repeated until a message is stored: the main loop never idles 3 s.
         call = dict(pull_signature.bind(*args, **kwargs).arguments)
         receive, pull_object = call["receive"], call["pull_object"]
+        if pacer.wait_before_polling():
+            pacer.idle_wait(call["state"])
         while True:
             counter = _BodyCounter()
             call["receive"] = counter.receiving(receive)

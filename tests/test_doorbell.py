@@ -96,6 +96,8 @@ def test_the_pacer_waits_on_the_doorbell_and_says_when_a_reply_is_in(bell) -> No
     assert time.monotonic() - t0 < 2.0
     pacer.replied(state)
     assert bell.replies.wait(2.0)
+    assert pacer.wait_before_polling()  # after a reply: a ring first, not a poll
+    assert not pacer.wait_before_polling()  # once
 
 
 def test_an_unreachable_doorbell_means_polling_again() -> None:
@@ -107,6 +109,7 @@ def test_an_unreachable_doorbell_means_polling_again() -> None:
     pacer.idle_wait(NodeState(1))  # and stays there (no second attempt)
     assert time.monotonic() - t0 < 1.0
     pacer.replied(NodeState(1))  # no doorbell: nothing to tell, no error
+    assert not pacer.wait_before_polling()  # and the SuperNode polls right away
 
 
 def test_a_run_without_a_doorbell_polls() -> None:
