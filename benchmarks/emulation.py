@@ -283,6 +283,8 @@ batch_size = 16
 classes = {{ {classes} }}
 deadline_seconds = 1800
 min_replies = {len(hosts)}
+# at a large dilation the slowest classes' agents take minutes to import torch and join
+wait_for_devices_seconds = 1800
 [models]
 feature_dim = 16
 {models}
@@ -313,7 +315,9 @@ def lab_round(fleet, plan, hosts: list, workdir: Path, rounds: int = 1) -> dict:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "htfl", "run", str(exp), "--results", str(results)]
-            + ["--timeout", "3600"],
+            + ["--timeout", "3600"]
+            # 28 containers on 2 cores: the SuperLink's container may not answer for a while
+            + ["--superlink-lost-after", "900"],
             capture_output=True,
             text=True,
             timeout=4000,
