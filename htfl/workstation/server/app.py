@@ -70,7 +70,8 @@ def main(grid: Grid, context: Context) -> None:
         nodes = selection.wait_for_nodes(
             grid, experiment.devices.count, experiment.devices.wait_for_devices_seconds
         )
-        devices = selection.discover(grid, nodes)
+        # a slow board (or a heavily dilated simulated one) may still be importing torch
+        devices = selection.discover(grid, nodes, experiment.devices.deadline_seconds)
         participants = (
             selection.select(devices, experiment)
             if resume is None
