@@ -89,8 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=600.0,
         metavar="SECONDS",
         help="exit (status 1) once the SuperLink has been out of reach this long, so an agent "
-        "whose SuperLink never returns does not wait forever (default: %(default)s; a service manager "
-        "restarts it)",
+        "whose SuperLink never returns does not wait forever (default: %(default)s; a service "
+        "manager restarts it)",
     )
     p.add_argument(
         "--metrics-port",
