@@ -113,9 +113,7 @@ def test_cli_prints_the_data_section_and_an_experiment_names_the_import(
         experiment_from_dict(raw)
 
 
-def _refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], folder: Path, names: str
-) -> str:
+def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], folder: Path, names: str) -> str:
     out = tmp_path / "out"
     assert main(["data", "import-pfllib", str(folder), "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--training-device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
-        help="where this device trains when the experiment's [training] device is \"auto\" "
+        help='where this device trains when the experiment\'s [training] device is "auto" '
         "(the inventory's htfl_training_device): auto takes CUDA where torch sees a GPU "
         "(default: auto)",
     )
