@@ -61,6 +61,7 @@ from htfl.workstation.fleet.profiles import (
     plan_fleet,
 )
 from htfl.workstation.fleet.relay import retransmission_timeout
+from tests.support.experiments import cnn4_experiment
 
 MiB = 2**20
 
@@ -263,34 +264,16 @@ def lab_experiment(hosts: list, port: int, rounds: int) -> str:
     counts: dict[str, int] = {}
     for h in hosts:
         counts[h.device_class] = counts.get(h.device_class, 0) + 1
-    classes = ", ".join(f'"{c}" = {n}' for c, n in counts.items())
-    models = "\n".join(f'"{c}" = "cnn4"' for c in counts)
-    return f"""
-[experiment]
-id = "lab-round"
-rounds = {rounds}
-eval_every = {rounds}
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.5
-[training]
-batch_size = 16
-[devices]
-classes = {{ {classes} }}
-deadline_seconds = 1800
-min_replies = {len(hosts)}
-# at a large dilation the slowest classes' agents take minutes to import torch and join
-wait_for_devices_seconds = 1800
-[models]
-feature_dim = 16
-{models}
-[superlink]
-address = "127.0.0.1:{port}"
-"""
+    return cnn4_experiment(
+        "lab-round",
+        counts,
+        rounds=rounds,
+        train_fraction=0.5,
+        deadline_seconds=1800,
+        # at a large dilation the slowest classes' agents take minutes to import torch and join
+        devices_extra="wait_for_devices_seconds = 1800",
+        superlink_port=port,
+    )
 
 
 def lab_round(fleet, plan, hosts: list, workdir: Path, rounds: int = 1) -> dict:  # noqa: ANN001

@@ -35,37 +35,27 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.experiments import cnn4_experiment
+
 REPO = Path(__file__).resolve().parents[1]
 
-#: the experiment every fault runs: two devices, FedAvg on a sliver of digits
-EXPERIMENT = """
-[experiment]
-id = "{id}"
-rounds = {rounds}
-eval_every = 1
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.2
-[training]
-batch_size = 16
-[devices]
-classes = {{ "jetson-nano" = 1, "orange-pi-5b" = 1 }}
-deadline_seconds = {deadline}
-min_replies = 1
-[models]
-feature_dim = 16
-"jetson-nano" = "cnn4"
-"orange-pi-5b" = "cnn4"
-[telemetry]
-server_metrics_port = -1
-"""
+
+def experiment_text(experiment_id: str, rounds: int, deadline: float) -> str:
+    """The experiment every fault runs: two devices, FedAvg on a sliver of digits."""
+    return cnn4_experiment(
+        experiment_id,
+        {"jetson-nano": 1, "orange-pi-5b": 1},
+        rounds=rounds,
+        eval_every=1,
+        deadline_seconds=deadline,
+        min_replies=1,
+        tail="[telemetry]\nserver_metrics_port = -1\n",
+    )
+
+
 DEVICES = 2
 
-VALID = EXPERIMENT.format(id="bad", rounds=1, deadline=20)
+VALID = experiment_text("bad", rounds=1, deadline=20)
 
 
 def _with(old: str, new: str) -> str:
@@ -311,7 +301,7 @@ class Bench:
     def experiment(self, fault: str, rounds: int) -> tuple[Path, Path]:
         fid = slug(fault)
         exp = self.workdir / f"{fid}.toml"
-        exp.write_text(EXPERIMENT.format(id=fid, rounds=rounds, deadline=self.deadline))
+        exp.write_text(experiment_text(fid, rounds, self.deadline))
         return exp, self.workdir / "results" / fid
 
     def run(self, argv: list[str], fault: str) -> Watched:

@@ -9,6 +9,7 @@ from pathlib import Path
 from htfl.workstation.config.experiment import load_experiment
 from htfl.workstation.local_fleet import LocalFleet
 from htfl.workstation.server.submit import SuperLinkControl
+from tests.support.experiments import cnn4_experiment
 
 
 def run_on_fleet(fleet: LocalFleet, path: Path, results: Path, timeout: float = 300) -> dict:
@@ -56,26 +57,4 @@ TWO_DEVICES = {"jetson-nano": 1, "orange-pi-5b": 1}
 
 
 def two_device_fedavg(experiment_id: str, rounds: int, train_fraction: float) -> str:
-    return f"""
-[experiment]
-id = "{experiment_id}"
-rounds = {rounds}
-eval_every = {rounds}
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = {train_fraction}
-[training]
-batch_size = 16
-[devices]
-classes = {{ "jetson-nano" = 1, "orange-pi-5b" = 1 }}
-deadline_seconds = 120
-min_replies = 2
-[models]
-feature_dim = 16
-"jetson-nano" = "cnn4"
-"orange-pi-5b" = "cnn4"
-"""
+    return cnn4_experiment(experiment_id, TWO_DEVICES, rounds=rounds, train_fraction=train_fraction)

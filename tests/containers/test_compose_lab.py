@@ -28,6 +28,7 @@ from htfl.devices import device_class
 from htfl.ports import free_port
 from htfl.workstation.fleet.base_image import podman_env
 from htfl.workstation.fleet.profiles import plan_fleet
+from tests.support.experiments import cnn4_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -88,32 +89,10 @@ def project_leftovers(project: str) -> dict[str, list[str]]:
 
 
 def experiment(port: int) -> str:
-    classes = ", ".join(f'"{c}" = 1' for c in DEVICES.values())
-    models = "\n".join(f'"{c}" = "cnn4"' for c in DEVICES.values())
-    return f"""
-[experiment]
-id = "containers"
-rounds = {ROUNDS}
-eval_every = {ROUNDS}
-seed = 1
-[algorithm]
-name = "fedavg"
-[data]
-dataset = "digits"
-partition = "iid"
-train_fraction = 0.2
-[training]
-batch_size = 16
-[devices]
-classes = {{ {classes} }}
-deadline_seconds = 300
-min_replies = {len(DEVICES)}
-[models]
-feature_dim = 16
-{models}
-[superlink]
-address = "127.0.0.1:{port}"
-"""
+    classes = {c: 1 for c in DEVICES.values()}
+    return cnn4_experiment(
+        "containers", classes, rounds=ROUNDS, deadline_seconds=300, superlink_port=port
+    )
 
 
 @pytest.fixture(scope="module")
