@@ -287,9 +287,11 @@ def test_reply_later_than_settle_is_counted_and_costs_at_most_one_sample():
         got = ramp_reader(meter, 12)
     assert meter.timeouts >= 1 and meter.stray_replies >= 1
     wrong = [s for s in got if not own_reply(s, t0)]
-    # each late reply costs at most one sample: the injected one, plus any reply a loaded
-    # machine made late too (each counted as a timeout); never a lasting shift
-    assert len(wrong) <= meter.timeouts
+    # without sequence numbers a late reply can be taken by the next request, and on a loaded
+    # machine that request's own reply can in turn be late for the one after; every such chain
+    # ends at a timeout or at a stray reply the driver detects and drops, so the samples lost
+    # are bounded by those counts, and there is never a lasting shift
+    assert len(wrong) <= meter.timeouts + meter.stray_replies
     assert all(own_reply(s, t0) for s in got[-5:])
 
 
