@@ -30,30 +30,20 @@ import numpy as np
 
 from htfl.device.remote_trainer import RemoteTrainer
 from htfl.device.trainer import Trainer
+from tests.support.device_runtime import SETUP
 
 PARAMS = {"fedproto": {"lamda": 1.0}}
 
 
 def setup_config(arch: str, method: str, train_fraction: float) -> dict[str, Any]:
-    """A ``train.setup`` config as the ServerApp sends it (one local epoch, batch 32)."""
+    """A ``train.setup`` config as the ServerApp sends it (one local epoch, batch 32): the
+    device-runtime tests' setup message with this row's method, architecture and share."""
     return {
+        **SETUP,
         "algorithm": method,
         "params": PARAMS.get(method, {}),
-        "dataset": "digits",
-        "partition": {
-            "kind": "iid",
-            "classes_per_client": 2,
-            "alpha": 0.1,
-            "min_samples": 10,
-            "balanced": True,
-        },
         "train_fraction": train_fraction,
-        "num_clients": 3,
-        "client_index": 0,
-        "seed": 0,
-        "feature_dim": 32,
         "arch": arch,
-        "training": {"local_epochs": 1, "batch_size": 32, "learning_rate": 0.05, "momentum": 0.9},
     }
 
 
