@@ -81,21 +81,34 @@ def jtop_source() -> JtopSource | None:
     return JtopSource(jtop)
 
 
-class JetsonEmcProbe(Probe):
-    """EMC load (ratio) and frequency of a Jetson."""
-
-    name = "jetson_emc"
+class _JtopFirstProbe(Probe):
+    """A probe that reads jetson-stats' jtop service where it runs, sysfs otherwise."""
 
     def __init__(self, reader: SysReader, jtop: JtopSource | None = None) -> None:
         super().__init__(reader)
         self.jtop = jtop
 
-    def _from_jtop(self) -> list[Series] | None:
+    def _jtop_section(self, *keys: str) -> Any:
+        """``jtop.<keys[0]>[keys[1]]...``, or None where jtop is absent, not running or lacks it."""
         if self.jtop is None:
             return None
         try:
-            emc = self.jtop.get().memory["EMC"]
-        except Exception:  # not running, no EMC entry: fall back to sysfs
+            value: Any = getattr(self.jtop.get(), keys[0])
+            for key in keys[1:]:
+                value = value[key]
+        except Exception:  # not running, no such entry: fall back to sysfs
+            return None
+        return value
+
+
+class JetsonEmcProbe(_JtopFirstProbe):
+    """EMC load (ratio) and frequency of a Jetson."""
+
+    name = "jetson_emc"
+
+    def _from_jtop(self) -> list[Series] | None:
+        emc = self._jtop_section("memory", "EMC")
+        if emc is None:
             return None
         return [
             Series.of(EMC_UTIL, float(emc["val"]) / 100.0),
@@ -122,21 +135,14 @@ class JetsonEmcProbe(Probe):
         return out
 
 
-class JetsonGpuRailProbe(Probe):
+class JetsonGpuRailProbe(_JtopFirstProbe):
     """Power of the INA3221 rail that feeds the GPU, labelled with the rail's name."""
 
     name = "jetson_gpu_rail"
 
-    def __init__(self, reader: SysReader, jtop: JtopSource | None = None) -> None:
-        super().__init__(reader)
-        self.jtop = jtop
-
     def _from_jtop(self) -> list[Series] | None:
-        if self.jtop is None:
-            return None
-        try:
-            rails = self.jtop.get().power["rail"]
-        except Exception:
+        rails = self._jtop_section("power", "rail")
+        if rails is None:
             return None
         for name in GPU_RAILS:
             if name in rails:
