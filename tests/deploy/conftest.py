@@ -28,6 +28,30 @@ def venv_tool(name: str) -> Path:
     return Path(sys.executable).parent / name
 
 
+def render_service(variables: dict[str, Any]) -> None:
+    """Render the service role's files on localhost (tests/deploy/render_service.yml) with these
+    variables; they land in ``variables["out"]``."""
+    deploy = REPO / "deploy"
+    proc = subprocess.run(
+        [
+            venv_tool("ansible-playbook"),
+            str(Path(__file__).parent / "render_service.yml"),
+            "-e",
+            json.dumps(variables),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "ANSIBLE_CONFIG": str(deploy / "ansible.cfg"),
+            "ANSIBLE_ROLES_PATH": str(deploy / "roles"),
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(Path.home()),
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def htfl_deploy(
     *args: str, json_path: Path, timeout: float = 600
 ) -> tuple[subprocess.CompletedProcess, dict[str, Any]]:

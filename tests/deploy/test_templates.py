@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from htfl.workstation.deploy.wheel import build_wheel
-from tests.deploy.conftest import require, venv_tool
+from tests.deploy.conftest import render_service, require, venv_tool
 
-HERE = Path(__file__).parent
-DEPLOY = HERE.parents[1] / "deploy"
 TRICKY_METER = {"driver": "um25c", "port": "/dev/rfcomm0", "note": "100% $HOME \"q\" 'x' \\n"}
 
 
@@ -64,19 +61,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "htfl_service_manager": "systemd",
         "htfl_agent_extra_args": ["--poll-interval", "0.05"],
     }
-    proc = subprocess.run(
-        [venv_tool("ansible-playbook"), str(HERE / "render_service.yml"), "-e", json.dumps(extra)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "ANSIBLE_CONFIG": str(DEPLOY / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(DEPLOY / "roles"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(Path.home()),
-        },
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    render_service(extra)
     return out
 
 

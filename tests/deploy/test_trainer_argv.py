@@ -5,15 +5,10 @@ the trainer venv the runtime role builds; without it, no such option."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from htfl.workstation.deploy.wheel import build_wheel
-from tests.deploy.conftest import require, venv_tool
-
-HERE = Path(__file__).parent
-DEPLOY = HERE.parents[1] / "deploy"
+from tests.deploy.conftest import render_service, require, venv_tool
 
 
 def _argv(out: Path, wheel: Path, **extra: str) -> list[str]:
@@ -24,24 +19,7 @@ def _argv(out: Path, wheel: Path, **extra: str) -> list[str]:
         "htfl_superlink": "10.0.0.100:8000",
         **extra,
     }
-    proc = subprocess.run(
-        [
-            venv_tool("ansible-playbook"),
-            str(HERE / "render_service.yml"),
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "ANSIBLE_CONFIG": str(DEPLOY / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(DEPLOY / "roles"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(Path.home()),
-        },
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    render_service(variables)
     return json.loads((out / "argv.json").read_text())
 
 
