@@ -26,7 +26,7 @@ from htfl.algorithms import get_method
 from htfl.algorithms.base import ClientSide, TrainSettings
 from htfl.datasets import PartitionSpec, client_shard
 from htfl.models import build_model
-from tests.support.rounds import run_round
+from tests.support.rounds import evaluate_clients, run_round
 
 #: The accuracy benchmark's split and settings (experiments/algorithms/*.toml).
 ARCHS = ("cnn4", "resnet4", "resnet6", "resnet8")
@@ -61,11 +61,7 @@ def run(name: str, params, seed: int, rounds: int, archs: tuple[str, ...] = ARCH
     curve = []
     for _ in range(rounds):
         run_round(server, clients)
-        evaluation = server.global_payload()
-        accs = []
-        for c in clients:
-            c.receive(evaluation)
-            accs.append(c.evaluate().accuracy)
+        accs = [r.accuracy for r in evaluate_clients(server, clients)]
         curve.append(sample_weighted(accs, clients))
     return curve
 

@@ -34,7 +34,7 @@ from htfl.algorithms.base import ClientSide
 from htfl.datasets import client_shard
 from htfl.models import build_model
 from htfl.workstation.config.experiment import Experiment, load_experiment
-from tests.support.rounds import run_round
+from tests.support.rounds import evaluate_clients, run_round
 
 
 def make_clients(exp: Experiment, params: object, seed: int) -> list[ClientSide]:
@@ -67,11 +67,7 @@ def run(exp: Experiment, params: object, seed: int, rounds: int) -> tuple[list, 
     curve, per_device = [], []
     for _ in range(rounds):
         run_round(server, clients)
-        download = server.global_payload()
-        accs = []
-        for client in clients:
-            client.receive(download)
-            accs.append(client.evaluate().accuracy)
+        accs = [r.accuracy for r in evaluate_clients(server, clients)]
         curve.append(sample_weighted(accs, clients))
         per_device.append(accs)
     return curve, np.array(per_device)

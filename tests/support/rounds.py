@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from htfl.algorithms.base import ClientSide, Payload, ServerSide, Upload
+from htfl.algorithms.base import ClientSide, EvalResult, Payload, ServerSide, Upload
 
 
 def run_round(
@@ -31,14 +31,21 @@ def run_round(
     return uploads
 
 
-def evaluate_round(server: ServerSide, clients: Sequence[ClientSide]) -> float:
-    """Every client receives the global knowledge and evaluates; the sample-weighted accuracy
-    over their test splits, as the round loop reports it."""
+def evaluate_clients(server: ServerSide, clients: Sequence[ClientSide]) -> list[EvalResult]:
+    """Every client receives the global knowledge and evaluates; their results, in order."""
     download = server.global_payload()
-    correct = total = 0.0
+    results = []
     for client in clients:
         client.receive(download)
-        result = client.evaluate()
+        results.append(client.evaluate())
+    return results
+
+
+def evaluate_round(server: ServerSide, clients: Sequence[ClientSide]) -> float:
+    """The sample-weighted accuracy over the clients' test splits after the global download,
+    as the round loop reports it."""
+    correct = total = 0.0
+    for result in evaluate_clients(server, clients):
         correct += result.accuracy * result.num_samples
         total += result.num_samples
     return correct / max(total, 1)
