@@ -91,37 +91,35 @@ def test_local_inventory_round_trips(tmp_path: Path) -> None:
     assert inv.hosts[0].address == "127.0.0.1"
 
 
-def test_a_training_device_other_than_auto_cpu_cuda_names_the_host(tmp_path: Path) -> None:
-    path = tmp_path / "inv.yml"
+def _nano_problems(path: Path, host_var: str) -> list[str]:
+    """The inventory's problems once both Jetson Nanos get ``host_var`` (``key: value``)."""
     path.write_text(
         INVENTORY.replace(
             "{htfl_device_class: jetson-nano}",
-            "{htfl_device_class: jetson-nano, htfl_training_device: gpu}",
+            f"{{htfl_device_class: jetson-nano, {host_var}}}",
         )
     )
     with pytest.raises(InventoryError) as info:
         load_inventory(path, use_ansible=False)
-    assert [p.split(":")[:2] for p in info.value.problems] == [
+    return info.value.problems
+
+
+def test_a_training_device_other_than_auto_cpu_cuda_names_the_host(tmp_path: Path) -> None:
+    problems = _nano_problems(tmp_path / "inv.yml", "htfl_training_device: gpu")
+    assert [p.split(":")[:2] for p in problems] == [
         ["host nano-01", " htfl_training_device"],
         ["host nano-02", " htfl_training_device"],
     ]
-    assert all("'gpu'" in p for p in info.value.problems)
+    assert all("'gpu'" in p for p in problems)
 
 
 def test_a_trainer_python_that_is_not_an_absolute_path_names_the_host(tmp_path: Path) -> None:
     path = tmp_path / "inv.yml"
-    path.write_text(
-        INVENTORY.replace(
-            "{htfl_device_class: jetson-nano}",
-            "{htfl_device_class: jetson-nano, htfl_trainer_python: python3.10}",
-        )
-    )
-    with pytest.raises(InventoryError) as info:
-        load_inventory(path, use_ansible=False)
-    assert [p.split(":")[:2] for p in info.value.problems] == [
+    problems = _nano_problems(path, "htfl_trainer_python: python3.10")
+    assert [p.split(":")[:2] for p in problems] == [
         ["host nano-01", " htfl_trainer_python"],
         ["host nano-02", " htfl_trainer_python"],
     ]
-    assert all("absolute path" in p for p in info.value.problems)
+    assert all("absolute path" in p for p in problems)
     path.write_text(path.read_text().replace("python3.10", "/usr/bin/python3.10"))
     assert len(load_inventory(path, use_ansible=False).hosts) == 3  # two nanos, one Orange Pi
