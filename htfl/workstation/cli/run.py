@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print_errors(problems)
         return 2
-    if getattr(args, "simulate", None) is not None:  # virtual clients, no fleet
+    if simulation_cli.wanted(args, exp):  # virtual clients, no fleet ([simulation] / --simulate)
         return simulation_cli.run_simulated(args, exp, print_errors)
     emulation = None
     if args.local_fleet is not None and getattr(args, "profiles", True):

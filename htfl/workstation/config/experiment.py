@@ -280,6 +280,33 @@ class PowerSection:
     inventory: Text = ""
 
 
+#: a Ray cluster to join: Ray's own forms (``HOST:PORT`` of its GCS, ``ray://HOST:PORT`` of its
+#: client server, ``auto``: the cluster started on this machine by ``ray start``)
+_RAY_ADDRESS = re.compile(r"^(auto|(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5})$")
+
+
+@table
+class SimulationSection:
+    """The run on virtual clients in Flower's simulation runtime (Ray backend) instead of on a
+    fleet: the file's equivalent of ``htfl run --simulate N`` (docs/simulation.md); each
+    option of that command overrides its key here."""
+
+    #: virtual clients; 0: the experiment runs on a fleet (unless ``--simulate N``)
+    clients: Annotated[Int, at_least(0)] = 0
+    #: where a virtual client's private model lives between messages (memory: Flower's
+    #: Context.state in the driver; disk: a file per client under the results dir)
+    client_state: Literal["memory", "disk"] = "memory"
+    #: the Ray backend's resources per virtual client (Ray runs CPUs / this clients at once)
+    cpus_per_client: Annotated[Number, above(0), finite()] = 1.0
+    gpus_per_client: Annotated[Number, at_least(0), finite()] = 0.0
+    #: where Ray runs: "" starts a local Ray (or joins RAY_ADDRESS when set); an existing
+    #: cluster by its head's address (HOST:6379, ray://HOST:10001, or auto)
+    ray_address: Annotated[
+        Text,
+        check(lambda v: not v or bool(_RAY_ADDRESS.match(v)), "HOST:PORT, ray://HOST:PORT or auto"),
+    ] = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     source: str
@@ -293,6 +320,7 @@ class Experiment:
     superlink: SuperLinkSection
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     power: PowerSection = field(default_factory=PowerSection)
+    simulation: SimulationSection = field(default_factory=SimulationSection)
 
     @property
     def id(self) -> str:
@@ -323,6 +351,7 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
     "superlink": (SuperLinkSection, False),
     "telemetry": (TelemetrySection, False),
     "power": (PowerSection, False),
+    "simulation": (SimulationSection, False),
 }
 
 
@@ -401,17 +430,37 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
             own = sorted(archs & OWN_HEAD_ARCHITECTURES)
             if own:
                 problems.append(
-                    f"models: {method.name} exchanges the head Linear(feature_dim, classes); "
-                    f"{', '.join(own)} keep HtFLlib's own head (Linear-Tanh-Linear)"
+                    f"{key}: {method.name} exchanges the head Linear(feature_dim, classes); "
+                    f"{', '.join(own)} keep a head of their own (HtFLlib's ViT head or its "
+                    "heterogeneous heads), so the heads cannot be exchanged"
                 )
     if models is not None and devices is not None and not problems:
         problems.extend(_memory_problems(models, devices))
     if problems:
+    if devices is not None and built.get("simulation") is not None:
+        problems.extend(_simulation_problems(built["simulation"], devices))
         raise ConfigError(path, problems)
     return Experiment(source=str(path), algorithm_params=params, **built)
 
 
 def _memory_problems(models: ModelsSection, devices: DevicesSection) -> list[str]:
+def _simulation_problems(simulation: SimulationSection, devices: DevicesSection) -> list[str]:
+    """Virtual clients the [devices] selection cannot be made from (``clients = 0``: none)."""
+    if not simulation.clients:
+        return []
+    if not devices.classes:
+        return [
+            "simulation.clients: virtual clients take [devices] classes (counts per class); "
+            "this file names devices"
+        ]
+    if simulation.clients < devices.count:
+        return [
+            f"simulation.clients: the experiment selects {devices.count} devices ([devices]); "
+            f"expected at least {devices.count}, got {simulation.clients}"
+        ]
+    return []
+
+
     """A model whose training state cannot fit in its device class's memory, per client.
 
     Clients are numbered in the order of ``[devices] classes``; with ``names`` the classes are

@@ -8,8 +8,9 @@ and runs each virtual client's messages through :mod:`.clientapp` in a pool of R
 On one machine Ray starts locally, with one actor per ``cpus_per_client`` CPUs. To spread the
 virtual clients over a Ray cluster, start the cluster (``ray start --head`` on one machine,
 ``ray start --address HEAD:6379`` on the others, each with htfl installed) and pass
-``--ray-address HEAD:6379`` (or set ``RAY_ADDRESS``): the actor pool then spans every node's
-CPUs. With ``--client-state disk`` the state directory must be shared by all of them.
+``--ray-address HEAD:6379`` (or write ``ray_address = "HEAD:6379"`` in the experiment's
+``[simulation]`` section, or set ``RAY_ADDRESS``): the actor pool then spans every node's CPUs.
+With ``--client-state disk`` the state directory must be shared by all of them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from htfl.workstation.config.experiment import Experiment
+from htfl.workstation.config.experiment import Experiment, SimulationSection
 from htfl.workstation.simulation.clientapp import (
     STATE_POLICIES,
     VirtualFleet,
@@ -42,6 +43,19 @@ class SimulationSettings:
     cpus_per_client: float = 1.0
     #: a Ray cluster to join (``HOST:PORT``); None: RAY_ADDRESS, else a local Ray
     ray_address: str | None = None
+    #: GPUs one virtual client's actor holds (fractions share a GPU)
+    gpus_per_client: float = 0.0
+
+    @classmethod
+    def of(cls, section: SimulationSection) -> SimulationSettings:
+        """The settings of an experiment's (resolved) [simulation] section."""
+        return cls(
+            section.clients,
+            section.client_state,
+            section.cpus_per_client,
+            section.ray_address or None,
+            section.gpus_per_client,
+        )
 
     def problems(self, exp: Experiment) -> list[str]:
         out = []
@@ -59,6 +73,8 @@ class SimulationSettings:
             )
         if self.cpus_per_client <= 0:
             out.append("--cpus-per-client: expected a number above 0")
+        if self.gpus_per_client < 0:
+            out.append("--gpus-per-client: expected a number >= 0")
         return out
 
 
@@ -82,7 +98,10 @@ def backend_config(settings: SimulationSettings) -> dict:
     if address:
         init_args["address"] = address
     return {
-        "client_resources": {"num_cpus": settings.cpus_per_client, "num_gpus": 0.0},
+        "client_resources": {
+            "num_cpus": settings.cpus_per_client,
+            "num_gpus": settings.gpus_per_client,
+        },
         "init_args": init_args,
     }
 
