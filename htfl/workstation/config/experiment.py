@@ -430,20 +430,18 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
             own = sorted(archs & OWN_HEAD_ARCHITECTURES)
             if own:
                 problems.append(
-                    f"{key}: {method.name} exchanges the head Linear(feature_dim, classes); "
-                    f"{', '.join(own)} keep a head of their own (HtFLlib's ViT head or its "
-                    "heterogeneous heads), so the heads cannot be exchanged"
+                    f"models: {method.name} exchanges the head Linear(feature_dim, classes); "
+                    f"{', '.join(own)} keep HtFLlib's own head (Linear-Tanh-Linear)"
                 )
     if models is not None and devices is not None and not problems:
         problems.extend(_memory_problems(models, devices))
-    if problems:
     if devices is not None and built.get("simulation") is not None:
         problems.extend(_simulation_problems(built["simulation"], devices))
+    if problems:
         raise ConfigError(path, problems)
     return Experiment(source=str(path), algorithm_params=params, **built)
 
 
-def _memory_problems(models: ModelsSection, devices: DevicesSection) -> list[str]:
 def _simulation_problems(simulation: SimulationSection, devices: DevicesSection) -> list[str]:
     """Virtual clients the [devices] selection cannot be made from (``clients = 0``: none)."""
     if not simulation.clients:
@@ -461,6 +459,7 @@ def _simulation_problems(simulation: SimulationSection, devices: DevicesSection)
     return []
 
 
+def _memory_problems(models: ModelsSection, devices: DevicesSection) -> list[str]:
     """A model whose training state cannot fit in its device class's memory, per client.
 
     Clients are numbered in the order of ``[devices] classes``; with ``names`` the classes are
