@@ -54,9 +54,10 @@ def marked(marker: str) -> list[str]:
     return found
 
 
-def simulate(tmp_path: Path, name: str, deadline: float, *options: str) -> list[dict]:
+def simulate(tmp_path: Path, name: str, deadline: float, section: str, *options: str) -> list[dict]:
+    """Run the experiment with ``section`` as its [simulation] table and ``options``."""
     path = tmp_path / f"{name}.toml"
-    path.write_text(EXPERIMENT.format(id=name, deadline=deadline))
+    path.write_text(EXPERIMENT.format(id=name, deadline=deadline) + "[simulation]\n" + section)
     # every process the run starts (Ray's included) inherits this marker
     env = {**os.environ, "HTFL_TEST_RUN_MARKER": str(path)}
     proc = htfl("run", str(path), "--results", str(tmp_path), *options, timeout=480, env=env)
@@ -69,14 +70,18 @@ def simulate(tmp_path: Path, name: str, deadline: float, *options: str) -> list[
     out = tmp_path / name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished", summary
-    assert len(json.loads((out / "devices.json").read_text())) == 4  # of 5 virtual clients
+    assert len(json.loads((out / "devices.json").read_text())) == 4  # of 4 or 5 virtual clients
     assert not (out / "simulation-state").exists()
     with open(out / "rounds.csv") as fh:
         return list(csv.DictReader(fh))
 
 
 def test_simulated_run_rows_are_modelled_from_each_class(tmp_path: Path) -> None:
-    rows = simulate(tmp_path, "sim", 600, "--simulate", "5")
+    # the file asks for 4 virtual clients, the command for 5: the command wins, and the record
+    # says what ran
+    rows = simulate(tmp_path, "sim", 600, "clients = 4\ncpus_per_client = 1.0\n", "--simulate", "5")
+    recorded = json.loads((tmp_path / "sim" / "experiment.json").read_text())["simulation"]
+    assert recorded["clients"] == 5 and recorded["client_state"] == "memory"
     assert len(rows) == 2 * 4
     for row in rows:
         profile = device_class(row["device_class"]).profile
@@ -85,12 +90,25 @@ def test_simulated_run_rows_are_modelled_from_each_class(tmp_path: Path) -> None
         assert float(row["energy_joules"]) >= profile.busy_watts * train > 0
         assert float(row["download_seconds"]) >= profile.link_latency_ms / 1000
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+        # bytes each way, as a deployment would move them (no wire here); up: at least the
+        # class prototypes (10 digits x 16 features of float32)
+        for key in ("bytes_down", "bytes_up", "eval_bytes_down", "eval_bytes_up"):
+            assert int(row[key]) > 0, (key, row)
+        assert int(row["bytes_up"]) > 10 * 16 * 4
+        # and the modelled transfer is those bytes over the class's link
+        assert float(row["download_seconds"]) == pytest.approx(
+            int(row["bytes_down"]) * 8 / (profile.link_mbit_s * 1e6)
+            + profile.link_latency_ms / 1000
+        )
 
 
 def test_stragglers_follow_modelled_time_with_state_on_disk(tmp_path: Path) -> None:
     # no device trains an epoch in a millisecond: every reply is late in modelled time,
     # however fast the host answered; the state policy is disk
-    rows = simulate(tmp_path, "late", 0.001, "--simulate", "4", "--client-state", "disk")
+    # and the run is simulated from the file's [simulation] section alone
+    rows = simulate(tmp_path, "late", 0.001, 'clients = 4\nclient_state = "disk"\n')
+    recorded = json.loads((tmp_path / "late" / "experiment.json").read_text())["simulation"]
+    assert recorded["clients"] == 4 and recorded["client_state"] == "disk"
     assert len(rows) == 2 * 4
     for row in rows:
         assert row["status"] == "late", row

@@ -15,7 +15,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from htfl import protocol
 from htfl.devices import device_class
-from htfl.workstation.simulation.clientapp import VirtualClient, VirtualFleet, virtual_devices
+from htfl.workstation.simulation.clientapp import (
+    VirtualClient,
+    VirtualFleet,
+    virtual_devices,
+    wire_bytes,
+)
 
 RUN_ID = 42
 SETUP = {
@@ -57,10 +62,14 @@ def test_state_survives_between_messages_and_figures_are_modelled(
     )
     context = Context(RUN_ID, 7, {"partition-id": 1}, RecordDict(), {})
 
+    sizes: dict[str, tuple[int, int]] = {}
+
     def handle(kind: str, config: dict) -> dict[str, float]:
         # a fresh client object per message, as on an actor that may never have seen it
-        reply = VirtualClient(fleet, context).handle(msg(kind, config))
+        message = msg(kind, config)
+        reply = VirtualClient(fleet, context).handle(message)
         assert not reply.has_error(), reply.error
+        sizes[kind] = (wire_bytes(message), wire_bytes(reply))
         return protocol.read_metrics(reply)
 
     handle(protocol.SETUP, SETUP)
@@ -86,6 +95,18 @@ def test_state_survives_between_messages_and_figures_are_modelled(
     assert train["modelled_round_seconds"] == pytest.approx(
         train["download_seconds"] + train["train_seconds"] + train["upload_seconds"]
     )
+    # the bytes each way are the messages' own, as a deployment would move them, and the
+    # modelled transfers are those bytes over the class's link
+    for kind, figures in ((protocol.TRAIN, train), (protocol.EVALUATE, evaluate)):
+        down, up = sizes[kind]
+        assert figures["modelled"] == 1.0
+        assert (figures["modelled_bytes_down"], figures["modelled_bytes_up"]) == (down, up)
+        for seconds, size in ((figures["download_seconds"], down), (figures["upload_seconds"], up)):
+            assert seconds == pytest.approx(
+                size * 8 / (orin.link_mbit_s * 1e6) + orin.link_latency_ms / 1000
+            )
+    # FedProto uploads its class prototypes: 10 digits x 16 features of float32 at least
+    assert sizes[protocol.TRAIN][1] > 10 * 16 * 4
     stored = context.state.config_records["htfl"]
     if policy == "memory":
         assert isinstance(stored["state"], bytes) and not (tmp_path / "state").exists()
@@ -94,12 +115,20 @@ def test_state_survives_between_messages_and_figures_are_modelled(
         assert (tmp_path / "state" / "jetson-agx-orin-01.pt").stat().st_size > 0
 
 
-def testpayload_bytes_are_counted_from_shapes_as_the_protocol_counts_them() -> None:
-    from htfl.workstation.simulation.clientapp import payload_bytes
+def test_wire_bytes_are_what_flower_would_move_for_the_message() -> None:
+    # Flower's own walk over a message's objects (what its Grid pushes) is the reference
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
-    payload = {"w": np.ones((3, 5), dtype=np.float32), "c": np.arange(7, dtype=np.int64)}
+    payload = {"w": np.ones((300, 50), dtype=np.float32), "c": np.arange(7, dtype=np.int64)}
     message = Message(
-        protocol.content(config={}, payload=payload), dst_node_id=1, message_type=protocol.TRAIN
+        protocol.content(config={"round": 3}, payload=payload, metrics={"x": 1.0}),
+        dst_node_id=1,
+        message_type=protocol.TRAIN,
     )
-    assert payload_bytes(message) == protocol.payload_nbytes(payload) == 3 * 5 * 4 + 7 * 8
-    assert payload_bytes(msg(protocol.EVALUATE, {})) == 0
+    objects = get_all_nested_objects(message)
+    objects.pop(message.object_id)  # the metadata object: not content
+    assert wire_bytes(message) == sum(len(o.deflate()) for o in objects.values())
+    # the arrays' raw bytes, plus what serialising them and the records adds
+    raw = protocol.payload_nbytes(payload)
+    assert raw < wire_bytes(message) < raw + 4096
+    assert 0 < wire_bytes(msg(protocol.EVALUATE, {})) < 1024

@@ -379,6 +379,7 @@ class RoundLoop:
                     row.energy_partial = bool(m["energy_partial"])
                 if "modelled" in m:  # a simulated client: its figures are its class's model
                     row.modelled = bool(m["modelled"])
+                    row.bytes_down, row.bytes_up = _modelled_bytes(m, row.bytes_down, row.bytes_up)
                 for key in ("num_train", "num_test"):
                     if key in m:
                         setattr(row, key, int(m[key]))
@@ -483,6 +484,10 @@ class RoundLoop:
                 continue
             m = protocol.read_metrics(reply)
             row.eval_bytes_up = ex.bytes_received.get(row.node_id)
+            if "modelled" in m:
+                row.eval_bytes_down, row.eval_bytes_up = _modelled_bytes(
+                    m, row.eval_bytes_down, row.eval_bytes_up
+                )
             if self.power is not None:
                 self.power.absorb(row, reply, self.by_node[row.node_id].device, train=False)
             row.test_accuracy = m.get("test_accuracy")
@@ -516,3 +521,14 @@ def mark_set_aside(rows: list[ClientRoundRow], rejected: list[tuple[int, str]]) 
     for row in rows:
         if row.status == "ok" and row.client_index in reasons:
             row.status, row.error = "set_aside", reasons[row.client_index]
+
+
+def _modelled_bytes(m: dict, down: int | None, up: int | None) -> tuple[int | None, int | None]:
+    """A simulated client's bytes each way where no wire counted any (Flower's in-memory
+    grid): what a deployment would have moved for the message and its reply, as the virtual
+    client measured them (``htfl.workstation.simulation.clientapp.wire_bytes``)."""
+    if down is None and "modelled_bytes_down" in m:
+        down = int(m["modelled_bytes_down"])
+    if up is None and "modelled_bytes_up" in m:
+        up = int(m["modelled_bytes_up"])
+    return down, up

@@ -25,8 +25,8 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
@@ -138,43 +138,71 @@ class VirtualClient:
         return reply
 
     def _model(self, message: Message, reply: Message) -> None:
-        """Replace the host's timings and energy in the reply by the device class's."""
+        """Replace the host's timings and energy in the reply by the device class's, and record
+        the bytes a deployment would have moved each way (no wire is crossed here)."""
         metrics = protocol.read_metrics(reply)
-        bytes_down, bytes_up = payload_bytes(message), payload_bytes(reply)
         train = message.metadata.message_type == protocol.TRAIN
         phase = "train_seconds" if train else "evaluate_seconds"
         host = float(metrics.get(phase, 0.0))
-        cost = model_cost(self.device_class, host, bytes_down, bytes_up)
-        metrics[phase] = cost.compute_seconds
+        steps = 0
         if train:
-            state = self.runtime.runs[message.metadata.run_id]
-            settings = state.client.settings
+            settings = self.runtime.runs[message.metadata.run_id].client.settings
             steps = train_steps(
                 int(metrics.get("num_train", 0)), settings.batch_size, settings.local_epochs
             )
             metrics["train_steps"] = steps
-            metrics["step_seconds"] = cost.compute_seconds / steps if steps else math.nan
         metrics["host_" + phase] = host
+        # The reply's size includes the figures written below; every one of them is a float
+        # (a fixed-width double on the wire), so the reply sized with placeholders in their
+        # place is the reply's final size.
+        figures = (phase, *MODELLED_FIGURES, *(("step_seconds",) if train else ()))
+        metrics.update(dict.fromkeys(figures, 0.0))
+        reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        bytes_down, bytes_up = wire_bytes(message), wire_bytes(reply)
+        cost = model_cost(self.device_class, host, bytes_down, bytes_up)
+        metrics[phase] = cost.compute_seconds
+        if train:
+            metrics["step_seconds"] = cost.compute_seconds / steps if steps else math.nan
         metrics["download_seconds"] = cost.download_seconds
         metrics["upload_seconds"] = cost.upload_seconds
         metrics["modelled_round_seconds"] = cost.round_seconds
         metrics["handle_seconds"] = cost.compute_seconds
         metrics["energy_joules"] = cost.energy_joules
         metrics["energy_partial"] = 0.0
+        metrics["modelled_bytes_down"] = float(bytes_down)
+        metrics["modelled_bytes_up"] = float(bytes_up)
         metrics["modelled"] = 1.0
         reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
 
 
-def payload_bytes(message: Message) -> int:
-    """The raw bytes of a message's payload arrays (what ``protocol.payload_nbytes`` counts),
-    from their shapes: deserialising them only to count was a quarter of a message's cost."""
-    record = message.content.array_records.get("payload")
-    if record is None:
-        return 0
-    return sum(
-        int(np.prod(arr.shape, dtype=np.int64)) * np.dtype(arr.dtype).itemsize
-        for arr in record.values()
-    )
+#: The reply figures :meth:`VirtualClient._model` writes besides the phase's seconds.
+MODELLED_FIGURES = (
+    "download_seconds",
+    "upload_seconds",
+    "modelled_round_seconds",
+    "handle_seconds",
+    "energy_joules",
+    "energy_partial",
+    "modelled_bytes_down",
+    "modelled_bytes_up",
+    "modelled",
+)
+
+
+def wire_bytes(message: Message) -> int:
+    """The bytes a deployed Flower would move for ``message``: every object of its tree (its
+    records, arrays and their chunks, serialised), once each, without the message's own
+    metadata object; what the ServerApp counts on a fleet (``flower_adapter.GridWire``)."""
+    sizes: dict[str, int] = {}
+
+    def visit(obj: Any) -> None:
+        for object_id, child in (obj.children or {}).items():
+            if object_id not in sizes:
+                sizes[object_id] = len(child.deflate())
+                visit(child)
+
+    visit(message)
+    return sum(sizes.values())
 
 
 def _without(message: Message, key: str) -> Message:

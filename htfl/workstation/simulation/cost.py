@@ -7,7 +7,8 @@ class profile (:mod:`htfl.devices`) and what the message actually moved:
 * train seconds = calibrated step seconds x steps; the step time is this host's measured step
   time divided by the class's ``relative_speed`` (the profile's speed relative to the
   reference core), so a class twice as fast trains in half the time;
-* transfer seconds = payload bytes / link bandwidth + one-way latency, per direction;
+* transfer seconds = message bytes (as a deployment would move them, ``clientapp.wire_bytes``)
+  / link bandwidth + one-way latency, per direction;
 * energy = busy watts x compute seconds + idle watts x transfer seconds.
 
 Deadlines and stragglers follow the modelled round time (download + train + upload), so a
