@@ -15,7 +15,10 @@ unreachable, a message from elsewhere) costs at most :data:`RECHECK_SECONDS`, af
 agent asks the SuperLink anyway; an agent that cannot reach the doorbell at all polls as before.
 
 The endpoint's address travels as run config (:data:`RUN_CONFIG_KEY`, ``host:port`` where the
-ServerApp binds it); an agent dials the port on the host it dials for the SuperLink.
+ServerApp binds it); an agent dials the port on the host it dials for the SuperLink. The port
+is a free one per run, or the experiment's ``[superlink] doorbell_port`` where the lab's
+firewall admits only known ports. Every request carries the run's token (:data:`TOKEN_KEY`,
+also run config, so only the run's nodes have it); one without it is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Run-config key holding ``host:port`` for the ServerApp's doorbell ("" or absent: none).
 RUN_CONFIG_KEY = "htfl-doorbell"
+#: Run-config key holding the run's doorbell token, which every request carries in
+#: :data:`TOKEN_HEADER` (the doorbell refuses a request without it).
+TOKEN_KEY = "htfl-doorbell-token"
+TOKEN_HEADER = "X-Htfl-Doorbell-Token"
 #: Longest an agent waits for a ring before asking the SuperLink anyway.
 RECHECK_SECONDS = 5.0
 #: Connecting to the doorbell longer than this counts as unreachable.
@@ -44,13 +51,17 @@ def port_of(address: object) -> int | None:
 class DoorbellClient:
     """The agent's end: wait for a ring for this node, and say a reply was pushed."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, token: str = "") -> None:
         self.address = f"{host}:{port}"
+        self.token = token
         timeout = httpx.Timeout(RECHECK_SECONDS + 5.0, connect=CONNECT_TIMEOUT_SECONDS)
         # plain HTTP only: verify=False spares building a TLS context with the CA bundle
         # (about 0.3 s of CPU on a small board) for a client that never uses one
         self._client = httpx.Client(
-            base_url=f"http://{self.address}", timeout=timeout, verify=False
+            base_url=f"http://{self.address}",
+            timeout=timeout,
+            verify=False,
+            headers={TOKEN_HEADER: token} if token else None,
         )
         self._seen = -1
 

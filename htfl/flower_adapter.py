@@ -123,14 +123,17 @@ class SuperNodePacer:
             return self.active_poll_seconds
         return self.idle_poll_seconds
 
-    def use_doorbell(self, port: int | None) -> None:
-        """The current run's doorbell port (None: the run has none; poll)."""
+    def use_doorbell(self, port: int | None, token: str = "") -> None:
+        """The current run's doorbell port and token (port None: the run has none; poll)."""
         if self.superlink_host is None or port is None:
             return
         bell = self._bell
-        if bell is not None and bell.address == f"{self.superlink_host}:{port}":
+        if bell is not None and (bell.address, bell.token) == (
+            f"{self.superlink_host}:{port}",
+            token,
+        ):
             return
-        self._bell = DoorbellClient(self.superlink_host, port)
+        self._bell = DoorbellClient(self.superlink_host, port, token)
         if bell is not None:
             bell.close()
 

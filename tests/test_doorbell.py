@@ -122,16 +122,87 @@ def test_a_run_without_a_doorbell_polls() -> None:
     assert 0.04 < time.monotonic() - t0 < 1.0
 
 
+def test_without_the_runs_token_nothing_is_learnt_or_changed() -> None:
+    import httpx
+
+    from htfl.doorbell import TOKEN_HEADER
+
+    bell = Doorbell("127.0.0.1", 0, token="s3cret")
+    try:
+        bell.ring([5])
+        with httpx.Client(base_url=f"http://127.0.0.1:{bell.port}", timeout=5) as http:
+            query = {"node": 5, "after": -1, "timeout": 5}
+            for headers in ({}, {TOKEN_HEADER: "guess"}, {TOKEN_HEADER: ""}):
+                t0 = time.monotonic()
+                res = http.get("/wait", params=query, headers=headers)
+                assert res.status_code == 403 and "1" not in res.text  # no ring count
+                assert time.monotonic() - t0 < 2.0  # answered at once: no thread held
+                assert http.post("/replied", params={"node": 5}, headers=headers).status_code == 403
+        assert not bell.replies.is_set()  # a refused notice does not wake the exchange
+        assert bell.record()["refused"] == 6
+        assert bell.record()["waits"] == {} and bell.record()["reply_notices"] == {}
+        # the run's own agent is admitted, and what it did is recorded per node
+        client = DoorbellClient("127.0.0.1", bell.port, "s3cret")
+        try:
+            assert client.wait(5, seconds=1.0) is True  # rung before it asked
+            client.replied(5)
+            assert bell.replies.wait(2.0)
+        finally:
+            client.close()
+        record = bell.record()
+        assert record == {
+            "port": bell.port,
+            "waits": {"5": 1},
+            "reply_notices": {"5": 1},
+            "refused": 6,
+        }
+    finally:
+        bell.close()
+
+
+def test_a_new_runs_token_means_a_new_client_on_a_fixed_port() -> None:
+    bell = Doorbell("127.0.0.1", 0, token="run-2")
+    pacer = SuperNodePacer(active_poll_seconds=5.0, superlink_host="127.0.0.1")
+    try:
+        pacer.note_message()
+        pacer.use_doorbell(bell.port, "run-1")  # the last run's, on the same fixed port
+        pacer.use_doorbell(bell.port, "run-2")
+        t0 = time.monotonic()
+        pacer.idle_wait(NodeState(4))  # admitted: the first wait returns with the count
+        assert time.monotonic() - t0 < 2.0
+        assert bell.record()["waits"] == {"4": 1} and bell.record()["refused"] == 0
+    finally:
+        bell.close()
+
+
 def test_the_run_config_names_where_the_server_listens() -> None:
     assert doorbell.address_for("127.0.0.1:9093").startswith("127.0.0.1:")
     assert doorbell.address_for("192.168.1.10:9093").startswith("0.0.0.0:")
+    # [superlink] doorbell_port: a fixed port (a lab's firewall), or -1: no doorbell
+    assert doorbell.address_for("192.168.1.10:9093", 9094) == "0.0.0.0:9094"
+    assert doorbell.address_for("127.0.0.1:9093", -1) == ""
+    config = doorbell.run_config_for("127.0.0.1:9093", 9094)
+    other = doorbell.run_config_for("127.0.0.1:9093", 9094)
+    assert config[doorbell.RUN_CONFIG_KEY] == "127.0.0.1:9094"
+    token = config[doorbell.TOKEN_KEY]
+    assert len(token) >= 32 and token != other[doorbell.TOKEN_KEY]  # a fresh one per run
+    assert doorbell.run_config_for("127.0.0.1:9093", -1) == {
+        doorbell.RUN_CONFIG_KEY: "",
+        doorbell.TOKEN_KEY: "",
+    }
     address = doorbell.address_for("localhost:9093")
     assert port_of(address) == int(address.rsplit(":", 1)[1])
-    started = doorbell.start({doorbell.RUN_CONFIG_KEY: address})
+    started = doorbell.start({doorbell.RUN_CONFIG_KEY: address, doorbell.TOKEN_KEY: "t"})
     try:
         assert started is doorbell.current and started.port == port_of(address)
+        assert started.token == "t"
     finally:
-        doorbell.stop()
-    assert doorbell.current is None
+        assert doorbell.stop() == {
+            "port": port_of(address),
+            "waits": {},
+            "reply_notices": {},
+            "refused": 0,
+        }
+    assert doorbell.current is None and doorbell.stop() is None
     assert doorbell.start({doorbell.RUN_CONFIG_KEY: ""}) is None
     assert doorbell.current is None

@@ -18,6 +18,7 @@ from flwr.app import Context, Error, Message
 
 from htfl.device.instruments import TaskTiming
 from htfl.doorbell import RUN_CONFIG_KEY as DOORBELL_KEY
+from htfl.doorbell import TOKEN_KEY as DOORBELL_TOKEN_KEY
 from htfl.doorbell import port_of
 from htfl.flower_adapter import WORKER_RECHECK_SECONDS, SuperNodePacer
 from htfl.flower_internals import (
@@ -157,7 +158,10 @@ class RuntimeWorker:
         try:
             t0 = time.time()
             message, context, _run, _fab = pull_task_input(client)
-            self.pacer.use_doorbell(port_of(context.run_config.get(DOORBELL_KEY)))
+            self.pacer.use_doorbell(
+                port_of(context.run_config.get(DOORBELL_KEY)),
+                str(context.run_config.get(DOORBELL_TOKEN_KEY, "") or ""),
+            )
             received = time.time()
             timing = TaskTiming(received, received - t0, t0 - idle_started, idle_started)
             self.observe_phase("idle", timing.idle_seconds)

@@ -262,6 +262,10 @@ class SuperLinkSection:
     address: Text = "127.0.0.1:8000"  # the Control API, where runs are submitted
     insecure: Flag = True
     root_certificates: Text = ""
+    #: where the ServerApp rings agents (htfl.doorbell), on the SuperLink's host: 0, any free
+    #: port per run; a fixed port for a lab whose firewall admits only known ports; -1, none
+    #: (agents poll the SuperLink)
+    doorbell_port: Port = 0
 
 
 @table

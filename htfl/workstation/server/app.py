@@ -115,7 +115,9 @@ def main(grid: Grid, context: Context) -> None:
         summary.update(status="stopped", error=f"the ServerApp was stopped ({type(err).__name__})")
         raise
     finally:
-        doorbell.stop()
+        bell = doorbell.stop()
+        if bell is not None:  # whether and how much the agents used it
+            summary["doorbell"] = bell
         if metrics is not None:
             metrics.close()
         if power is not None:

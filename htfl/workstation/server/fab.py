@@ -39,6 +39,7 @@ htfl-results-dir = "results/unnamed"
 htfl-source = ""
 htfl-resume = "0"
 htfl-doorbell = ""
+htfl-doorbell-token = ""
 """
 
 

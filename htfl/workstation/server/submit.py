@@ -44,7 +44,9 @@ class SuperLinkControl:
             "htfl-results-dir": str(results_dir.resolve()),
             "htfl-source": str(exp.source),
             "htfl-resume": "1" if resume else "0",
-            doorbell.RUN_CONFIG_KEY: doorbell.address_for(self.address),
+            # where agents are rung, on [superlink] doorbell_port (0: any free port), and
+            # the run's token for it
+            **doorbell.run_config_for(self.address, exp.superlink.doorbell_port),
         }
         res = self._client.StartRun(
             StartRunRequest(
