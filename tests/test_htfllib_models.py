@@ -205,7 +205,9 @@ HTFLLIB_FAMILY_SIZES = {
     "HtFE-img-2": 2, "HtFE-img-3": 3, "HtFE-img-4": 4, "HtFE-img-5": 5, "HtFE-img-8": 8,
     "HtFE-img-9": 9, "HtM-img-10": 10, "HtFE-txt-2": 2, "HtFE-txt-4": 4, "HtFE-txt-5-1": 5,
     "HtFE-txt-5-2": 5, "HtFE-txt-5-3": 5, "HtFE-txt-6": 6, "HtFE-sen-2": 2, "HtFE-sen-3": 3,
-    "HtFE-sen-5": 5, "HtFE-sen-8": 8,
+    "HtFE-sen-5": 5, "HtFE-sen-8": 8, "MLPs": 4, "MLP_1layer": 2, "MLP_layers": 3,
+    # extractor-head pairs, lcm(extractors, heads): tests/test_htfllib_mlp_heads.py
+    "HtFE-img-8-HtC-img-4": 8, "Res34-HtC-img-4": 4,
 }  # fmt: skip
 
 

@@ -13,18 +13,31 @@ itself is not used: its PyPI build does not import beside the CPU torch the devi
 
 Names: ``fedavgcnn``, ``tv_resnet18`` ... ``tv_resnet152`` (ImageNet-style: 7x7 stem and
 max-pool, unlike the zoo's CIFAR-style ``resnetN``), ``googlenet``, ``tv_mobilenet_v2``.
+The family table (:data:`FAMILIES`) names members of the other HtFLlib modules too: ``vit.py``,
+``text.py``, ``htfllib_har.py``, ``htfllib_mlp.py`` (AmazonMLP) and ``htfllib_heads.py``
+(extractors with HtFLlib's heterogeneous heads).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from htfl.models.base import SplitModel, check_feature_dim, image_shape
+from htfl.models.htfllib_mlp import AMAZON_FEATURES, amazon_name
 
-__all__ = ["FAMILIES", "HTFLLIB_ARCHITECTURES", "family_members"]
+__all__ = [
+    "FAMILIES",
+    "HTC_HEADS",
+    "HTFLLIB_ARCHITECTURES",
+    "IMG8",
+    "family_members",
+    "htc_name",
+    "shared_member",
+]
 
 
 def _pool_to(feature_dim: int) -> nn.Module:
@@ -386,7 +399,7 @@ HTFLLIB_ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
     "tv_mobilenet_v2": tv_mobilenet_v2,
 }
 
-_IMG8 = (
+IMG8 = (
     "fedavgcnn",
     "googlenet",
     "tv_mobilenet_v2",
@@ -409,34 +422,67 @@ _SEN8 = (
     "htfllib_harcnn3_s2",
 )
 
-#: HtFLlib's families (``system/main.py``), in HtFLlib's order. Left out: MLPs, MLP_1layer
-#: and MLP_layers (AmazonMLP, for its Amazon review features), and HtFE-img-8-HtC-img-4 and
-#: Res34-HtC-img-4 (heterogeneous heads). HtFE-txt-2 lists the two members HtFLlib means: its
-#: main.py lacks the comma between them, so there the family does not build.
+#: HtFLlib's heterogeneous heads (``Head(hidden_dims=[512, ...])``, HtC-img-4): the hidden
+#: widths between the features and the classes (see :mod:`htfl.models.htfllib_heads`)
+HTC_HEADS: tuple[tuple[int, ...], ...] = ((), (512,), (256,), (128,))
+
+
+def htc_name(base: str, hidden: tuple[int, ...]) -> str:
+    """The member ``base`` with HtFLlib's head of ``hidden`` widths: ``tv_resnet34_htc256``."""
+    return f"{base}_htc" + "".join(str(w) for w in hidden)
+
+
+def _with_heads(models: tuple[str, ...], heads: tuple[tuple[int, ...], ...]) -> tuple[str, ...]:
+    """Client i's model is ``models[i % m]`` with ``heads[i % h]`` (HtFLlib's BaseHeadSplit),
+    which repeats after lcm(m, h) clients: those pairs, in client order."""
+    k = math.lcm(len(models), len(heads))
+    return tuple(htc_name(models[i % len(models)], heads[i % len(heads)]) for i in range(k))
+
+
+def _amazon(*hidden: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(amazon_name(h) for h in hidden)
+
+
+#: HtFLlib's families (``system/main.py``), in HtFLlib's order. HtFE-txt-2 lists the two
+#: members HtFLlib means: its main.py lacks the comma between them, so there the family does
+#: not build. The HtC families pair extractors and heads as HtFLlib does for client i.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "HtFE-img-2": ("fedavgcnn", "tv_resnet18"),
     "HtFE-img-3": ("htfllib_resnet10", "tv_resnet18", "tv_resnet34"),
     "HtFE-img-4": ("fedavgcnn", "googlenet", "tv_mobilenet_v2", "tv_resnet18"),
     "HtFE-img-5": ("googlenet", "tv_mobilenet_v2", "tv_resnet18", "tv_resnet34", "tv_resnet50"),
-    "HtFE-img-8": _IMG8,
+    "HtFE-img-8": IMG8,
     "HtFE-img-9": (
         "htfllib_resnet4",
         "htfllib_resnet6",
         "htfllib_resnet8",
         "htfllib_resnet10",
-        *_IMG8[3:],
+        *IMG8[3:],
     ),
-    "HtM-img-10": (*_IMG8, "tv_vit_b_16", "tv_vit_b_32"),
+    "HtFE-img-8-HtC-img-4": _with_heads(IMG8, HTC_HEADS),
+    "Res34-HtC-img-4": _with_heads(("tv_resnet34",), HTC_HEADS),
+    "HtM-img-10": (*IMG8, "tv_vit_b_16", "tv_vit_b_32"),
     "HtFE-txt-2": ("fasttext", "text_logreg"),
     "HtFE-txt-4": ("fasttext", "text_logreg", "lstmnet", "bilstm"),
     "HtFE-txt-5-1": tuple(f"transformer_h8_l{n}" for n in (1, 2, 4, 8, 16)),
     "HtFE-txt-5-2": tuple(f"transformer_h{h}_l4" for h in (1, 2, 4, 8, 16)),
     "HtFE-txt-5-3": tuple(f"transformer_h{n}_l{n}" for n in (1, 2, 4, 8, 16)),
     "HtFE-txt-6": _TXT6,
+    "MLPs": _amazon((), (500,), (1000, 500), (1000, 500, 200)),
+    "MLP_1layer": _amazon((200,), (500,)),
+    "MLP_layers": _amazon((500,), (1000, 500), (1000, 500, 200)),
     "HtFE-sen-2": _SEN8[:2],
     "HtFE-sen-3": _SEN8[:3],
     "HtFE-sen-5": (*_SEN8[:4], "htfllib_harcnn3"),
     "HtFE-sen-8": _SEN8,
+}
+
+#: families whose shared model (FML, FedKD, FedMRL) is not their first member: HtFLlib's
+#: ``args.global_model``, ``FedAvgCNN`` with the first head (``BaseHeadSplit(args,
+#: is_global=True)`` takes ``heads[0]``)
+SHARED_MODELS: dict[str, str] = {
+    "HtFE-img-8-HtC-img-4": htc_name("fedavgcnn", HTC_HEADS[0]),
+    "Res34-HtC-img-4": htc_name("fedavgcnn", HTC_HEADS[0]),
 }
 
 
@@ -450,6 +496,14 @@ def family_members(family: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
             )
         return FAMILIES[family]
     return tuple(family)
+
+
+def shared_member(family: str | list[str] | tuple[str, ...]) -> str:
+    """The model HtFLlib shares in FML, FedKD and FedMRL for this family: its
+    ``global_model`` where it names one, else the first member (``BaseHeadSplit(args, 0)``)."""
+    if isinstance(family, str) and family in SHARED_MODELS:
+        return SHARED_MODELS[family]
+    return family_members(family)[0]
 
 
 #: bytes per parameter while training: weights, gradients, SGD momentum, the upload's copy
@@ -466,9 +520,10 @@ def memory_problem(
     the class's memory), or None. Counted on the meta device: nothing is allocated. The
     activations come on top, so passing this is necessary, not sufficient. Without an input
     shape, the modality's HtFLlib default: 3x32x32 images, 200 tokens (HtFLlib's ``max_len``;
-    the vocabulary at its 32000 default), 9x1x128 sensor windows."""
+    the vocabulary at its 32000 default), 9x1x128 sensor windows, 5000 Amazon features."""
     from htfl.devices import DEVICE_CLASSES
     from htfl.models.htfllib_har import HAR_ARCHITECTURES
+    from htfl.models.htfllib_mlp import MLP_ARCHITECTURES
     from htfl.models.text import DEFAULT_MAX_LEN, TEXT_ARCHITECTURES
     from htfl.models.zoo import build_model, count_parameters
 
@@ -478,6 +533,8 @@ def memory_problem(
             if arch in TEXT_ARCHITECTURES
             else (9, 1, 128)
             if arch in HAR_ARCHITECTURES
+            else (AMAZON_FEATURES,)
+            if arch in MLP_ARCHITECTURES
             else (3, 32, 32)
         )
     memory_mb = DEVICE_CLASSES[device_class].profile.memory_mb

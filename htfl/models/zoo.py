@@ -17,6 +17,8 @@ from htfl.models.cnn import cnn4
 from htfl.models.harcnn import harcnn
 from htfl.models.htfllib import HTFLLIB_ARCHITECTURES
 from htfl.models.htfllib_har import HAR_ARCHITECTURES
+from htfl.models.htfllib_heads import HTC_ARCHITECTURES
+from htfl.models.htfllib_mlp import MLP_ARCHITECTURES
 from htfl.models.mobilenet import mobilenet_v2
 from htfl.models.resnet import (
     resnet4,
@@ -30,6 +32,7 @@ from htfl.models.resnet import (
     resnet152,
 )
 from htfl.models.text import TEXT_ARCHITECTURES
+from htfl.models.vit import OWN_HEAD_ARCHITECTURES as VIT_HEAD_ARCHITECTURES
 from htfl.models.vit import VIT_ARCHITECTURES
 
 #: Every constructor takes ``(input_shape, num_classes, feature_dim=512)`` and
@@ -52,7 +55,14 @@ ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
     **VIT_ARCHITECTURES,
     **TEXT_ARCHITECTURES,
     **HAR_ARCHITECTURES,
+    **MLP_ARCHITECTURES,
+    **HTC_ARCHITECTURES,
 }
+
+#: architectures whose head is not the contract's Linear(d, C) (HtFLlib's ViT head, its
+#: heterogeneous heads): a method that exchanges the head (``Method.exchanges_head``) refuses
+#: them at validation
+OWN_HEAD_ARCHITECTURES = VIT_HEAD_ARCHITECTURES | frozenset(HTC_ARCHITECTURES)
 
 
 class UnknownArchitectureError(ValueError):

@@ -25,7 +25,7 @@ from htfl.datasets import PartitionSpec, known_datasets
 from htfl.devices import DEVICE_CLASSES
 from htfl.models import ARCHITECTURES
 from htfl.models.htfllib import FAMILIES, family_members, memory_problem
-from htfl.models.vit import OWN_HEAD_ARCHITECTURES
+from htfl.models.zoo import OWN_HEAD_ARCHITECTURES
 from htfl.validation import (
     Flag,
     Int,
@@ -433,9 +433,11 @@ def experiment_from_dict(raw: dict[str, Any], path: str | Path = "<dict>") -> Ex
             archs = set(models.members()) or {models.arch_for(c) for c in devices.classes}
             own = sorted(archs & OWN_HEAD_ARCHITECTURES)
             if own:
+                key = "models.family" if models.family else "models"
                 problems.append(
-                    f"models: {method.name} exchanges the head Linear(feature_dim, classes); "
-                    f"{', '.join(own)} keep HtFLlib's own head (Linear-Tanh-Linear)"
+                    f"{key}: {method.name} exchanges the head Linear(feature_dim, classes); "
+                    f"{', '.join(own)} keep a head of their own (HtFLlib's ViT head or its "
+                    "heterogeneous heads), so the heads cannot be exchanged"
                 )
     if models is not None and devices is not None and not problems:
         problems.extend(_memory_problems(models, devices))

@@ -7,8 +7,8 @@ round, feature dimension 512, and each method's hyperparameters and HtFLlib's ch
 point where htfl offers one (docs/algorithms.md lists them). A key the file sets wins over the
 preset. The keys the preset filled in are listed in ``experiment.preset_set``, and their values
 are in their own sections of the resolved experiment (``experiment.json``). With a
-``[models] family``, FML's, FedKD's and FedMRL's shared model is the family's first member,
-as HtFLlib builds it.
+``[models] family``, FML's, FedKD's and FedMRL's shared model is the family's first member
+(for the heterogeneous-head families: FedAvgCNN with their first head), as HtFLlib builds it.
 """
 
 from __future__ import annotations
@@ -96,15 +96,18 @@ SHARED_FROM_FAMILY = ("fml", "fedkd", "fedmrl")
 
 
 def _first_member(models: Any) -> str | None:
-    """The first architecture of ``[models] family`` (a name or a list), or None."""
-    from htfl.models.htfllib import family_members
+    """The shared model HtFLlib builds for ``[models] family`` (a name or a list): its first
+    member, or the family's own global model (HtC families: FedAvgCNN with the first head)."""
+    from htfl.models.htfllib import shared_member
 
     family = models.get("family") if isinstance(models, dict) else None
+    if not isinstance(family, (str, list)) or not family:
+        return None
     try:
-        members = family_members(family) if isinstance(family, (str, list)) else ()
+        member = shared_member(family)
     except ValueError:  # an unknown family name: validation names it
         return None
-    return members[0] if members and isinstance(members[0], str) else None
+    return member if isinstance(member, str) else None
 
 
 def _norm(key: str) -> str:

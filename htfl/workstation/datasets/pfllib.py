@@ -11,8 +11,8 @@ PFLlib and HtFLlib (github.com/TsingZ0/PFLlib, github.com/TsingZ0/HtFLlib, ``dat
 
 ``np.savez`` stores the dict as a 0-d *object* array, i.e. a pickle. Dataset folders come
 from other people, so the pickle is never given to :mod:`pickle` as such: a restricted
-unpickler accepts only what NumPy needs to rebuild arrays (``ndarray``, ``dtype`` and the
-array reconstructor), and builtin dicts, lists and strings; anything else (a class, a
+unpickler accepts only what NumPy needs to rebuild arrays (``ndarray``, ``matrix``, ``dtype``
+and the array reconstructor), and builtin dicts, lists and strings; anything else (a class, a
 function, ``os.system``) is refused before it is looked up.
 
 Every check names the file it failed on: a missing client file, a payload that is not a
@@ -64,6 +64,11 @@ _ALLOWED_GLOBALS = frozenset(
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # PFLlib's AmazonReview folder: x is scipy's ``todense()`` output, an np.matrix (an
+        # ndarray subclass, rebuilt by the same reconstructor; read as a plain array below).
+        # NumPy before 1.16 named it by its defining module.
+        ("numpy", "matrix"),
+        ("numpy.matrixlib.defmatrix", "matrix"),
     }
 )
 
@@ -124,6 +129,8 @@ def read_client_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         what = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise PfllibFormatError(f"{path}: 'data' must be a dict with keys x and y, got {what}")
     x, y = payload["x"], payload["y"]
+    if isinstance(x, np.matrix):  # AmazonReview: feature rows as a 2-d matrix
+        x = np.asarray(x)
     for key, value in (("x", x), ("y", y)):
         if not isinstance(value, np.ndarray) or value.dtype.hasobject:
             raise PfllibFormatError(
