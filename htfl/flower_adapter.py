@@ -98,6 +98,9 @@ class SuperNodePacer:
         #: The host the SuperNode dials for the SuperLink; a run's doorbell is on it.
         self.superlink_host = superlink_host
         self._bell: DoorbellClient | None = None
+        #: (address, token) of a doorbell this node could not connect to: not dialled again
+        #: for that run (behind a firewall that drops, each try would cost a connect timeout)
+        self._unreachable: tuple[str, str] | None = None
         self._wait_first = False
         self.idle_poll_seconds = idle_poll_seconds
         self.active_window_seconds = active_window_seconds
@@ -128,9 +131,9 @@ class SuperNodePacer:
         if self.superlink_host is None or port is None:
             return
         bell = self._bell
-        if bell is not None and (bell.address, bell.token) == (
-            f"{self.superlink_host}:{port}",
-            token,
+        wanted = (f"{self.superlink_host}:{port}", token)
+        if wanted == self._unreachable or (
+            bell is not None and (bell.address, bell.token) == wanted
         ):
             return
         self._bell = DoorbellClient(self.superlink_host, port, token)
@@ -147,6 +150,8 @@ class SuperNodePacer:
                 return
             except httpx.HTTPError as err:  # run over, or not reachable from here: poll
                 log.info("doorbell %s not reachable (%s); polling the SuperLink", bell.address, err)
+                if isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    self._unreachable = (bell.address, bell.token)
                 if self._bell is bell:
                     self._bell = None
                 bell.close()

@@ -100,16 +100,27 @@ def test_the_pacer_waits_on_the_doorbell_and_says_when_a_reply_is_in(bell) -> No
     assert not pacer.wait_before_polling()  # once
 
 
-def test_an_unreachable_doorbell_means_polling_again() -> None:
+def test_an_unreachable_doorbell_means_polling_again(caplog) -> None:
+    caplog.set_level("INFO", logger="htfl.flower_adapter")
     pacer = SuperNodePacer(active_poll_seconds=0.05, superlink_host="127.0.0.1")
     pacer.note_message()
-    pacer.use_doorbell(free_port())  # nobody listens there
+    port = free_port()  # nobody listens there
+    pacer.use_doorbell(port, "run-1")
     t0 = time.monotonic()
     pacer.idle_wait(NodeState(1))  # refused: falls back to the poll interval
     pacer.idle_wait(NodeState(1))  # and stays there (no second attempt)
+    # the run's next message names the same doorbell: not dialled again (behind a firewall
+    # that drops, every try would cost a connect timeout)
+    pacer.use_doorbell(port, "run-1")
+    pacer.idle_wait(NodeState(1))
     assert time.monotonic() - t0 < 1.0
     pacer.replied(NodeState(1))  # no doorbell: nothing to tell, no error
     assert not pacer.wait_before_polling()  # and the SuperNode polls right away
+    unreachable = [r for r in caplog.records if "not reachable" in r.getMessage()]
+    assert len(unreachable) == 1
+    pacer.use_doorbell(port, "run-2")  # a new run may be reachable: tried once more
+    pacer.idle_wait(NodeState(1))
+    assert len([r for r in caplog.records if "not reachable" in r.getMessage()]) == 2
 
 
 def test_a_run_without_a_doorbell_polls() -> None:
