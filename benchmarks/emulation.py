@@ -9,11 +9,15 @@ One row per device class, for a fleet of one device of each class on this host
 * **speed**: the profile's speed relative to the first class vs the measured ratio of training
   times. Each class's worker process imports torch and builds a cnn4 on digits-sized input
   unconstrained, is then moved into a cgroup with its class's quota (the same
-  :mod:`htfl.workstation.fleet.cgroups` the local fleet uses), and times the same number of
-  SGD steps (one torch thread). The workers run one after another, so none competes with
-  another for the host's cores. Goal: within 15%.
+  :mod:`htfl.workstation.fleet.cgroups` the local fleet uses, with the class's quota and CFS
+  period), and times the same number of SGD steps (one torch thread), the time per step taken
+  over whole CFS periods (from the first to the last return from a throttle). The workers run
+  one after another, so none competes with another for the host's cores; the classes take
+  turns ``--cpu-repeats`` times and each class's median counts. Goal: within 15%.
 * **upload**: the profile's bandwidth vs the one measured from a 1 MB upload through the device's
-  link relay (:mod:`htfl.workstation.fleet.relay`) to a sink that acknowledges the last byte;
+  link relay (:mod:`htfl.workstation.fleet.relay`) to a sink that acknowledges the last byte,
+  the bandwidth paced as the local fleet paces it (htb classes on ``lo`` where root and tc
+  allow, :mod:`htfl.workstation.fleet.htb`, else the relay; the line under the table says);
   transfer time = time to the acknowledgement minus the measured round trip. Loss is off for
   this row (a loss costs a retransmission timeout; the loss row measures it). Goal: within 10%.
   The relay runs as the local fleet runs it (its own process, in a high-weight cgroup), and
@@ -53,6 +57,7 @@ from pathlib import Path
 
 from htfl.devices import DEVICE_CLASSES
 from htfl.ports import free_ports, wait_for_port
+from htfl.workstation.fleet import htb
 from htfl.workstation.fleet.cgroups import CgroupTree, unavailable_reason
 from htfl.workstation.fleet.profiles import (
     CPU_PERIOD_US,
@@ -89,15 +94,30 @@ def worker(steps: int) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     t0, c0 = time.perf_counter(), time.process_time()
+    ends = []
     for _ in range(steps):
         step()
-    print(f"{time.perf_counter() - t0:.6f} {time.process_time() - c0:.6f}", flush=True)
+        ends.append(time.perf_counter() - t0)
+    print(f"{ends[-1]:.6f} {time.process_time() - c0:.6f}", flush=True)
+    print(json.dumps(ends), flush=True)
+
+
+def whole_periods(ends: list[float], gap: float) -> tuple[float, int] | None:
+    """Wall seconds and steps from the first to the last return from a throttle (a pause
+    between two steps' ends longer than ``gap``): whole CFS periods, so the part-periods at the
+    start and the end of a run (up to one burst each, 5 % of a run of 20 bursts) do not skew
+    the rate. None when the run was throttled fewer than twice."""
+    marks = [i for i in range(1, len(ends)) if ends[i] - ends[i - 1] > gap]
+    if len(marks) < 2:
+        return None
+    return ends[marks[-1]] - ends[marks[0]], marks[-1] - marks[0]
 
 
 def time_steps(
     steps: int, tree: CgroupTree | None, limits: DeviceLimits | None
 ) -> tuple[float, float]:
-    """Wall and CPU seconds of ``steps`` SGD steps, in ``limits``' cgroup when given."""
+    """Seconds per SGD step (over whole CFS periods when throttled) and the cores the worker
+    used, in ``limits``' cgroup when given."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.emulation", "--worker", str(steps)],
         stdin=subprocess.PIPE,
@@ -109,13 +129,21 @@ def time_steps(
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the training worker did not start")
         if tree is not None and limits is not None:
-            group = tree.add(limits.name, limits.cpu_quota_us, CPU_PERIOD_US, limits.memory_bytes)
+            group = tree.add(
+                limits.name, limits.cpu_quota_us, limits.cpu_period_us, limits.memory_bytes
+            )
             for procs in group.procs_files:
                 procs.write_text(str(proc.pid))
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        wall, cpu = proc.stdout.readline().split()
-        return float(wall), float(cpu)
+        wall, cpu = (float(x) for x in proc.stdout.readline().split())
+        ends = json.loads(proc.stdout.readline())
+        steady = None
+        if limits is not None:  # throttled for (period - quota) in each period
+            throttled = (limits.cpu_period_us - limits.cpu_quota_us) / 1e6
+            steady = whole_periods(ends, throttled / 2) if throttled > 0 else None
+        per_step = steady[0] / steady[1] if steady else wall / steps
+        return per_step, cpu / wall
     finally:
         proc.kill()
         proc.wait()
@@ -125,7 +153,8 @@ def steps_for(work_seconds: float) -> int:
     """How many steps take ``work_seconds`` of CPU time here (CPU, not wall: the host may be
     busy, and every class must run for many CFS periods)."""
     probe = 50
-    return max(5, round(probe * work_seconds / time_steps(probe, None, None)[1]))
+    per_step, used = time_steps(probe, None, None)
+    return max(5, round(work_seconds / (per_step * used)))
 
 
 # --- link: an echo and a sink behind the relay process -------------------------------------
@@ -176,15 +205,35 @@ async def _upload(port: int, size: int) -> float:
     return elapsed
 
 
+def shape_bandwidth(ports: dict[str, int], links: dict[str, LinkShape]) -> tuple:
+    """As the local fleet does: htb classes on ``lo`` pace each port where root and tc allow
+    (returns the shaper, and how the bandwidth is paced)."""
+    if (why := htb.unavailable_reason()) is not None:
+        return None, f"paced by the relay ({why})"
+    shaper = htb.LoopbackShaper()
+    try:
+        shaper.shape({ports[n]: link.bandwidth_bit_s for n, link in links.items()})
+    except htb.ShapingError as err:
+        return None, f"paced by the relay (tc htb failed: {err})"
+    return shaper, "kernel htb on lo"
+
+
 def start_relay(
-    upstream: int, links: dict[str, LinkShape], work: Path, tree: CgroupTree | None
-) -> tuple:
-    """The relay as the local fleet runs it: its own process, one port per named link."""
-    ports = dict(zip(links, free_ports(len(links)), strict=True))
+    upstream: int,
+    links: dict[str, LinkShape],
+    work: Path,
+    tree: CgroupTree | None,
+    ports: dict[str, int],
+    pace: bool,
+) -> subprocess.Popen:
+    """The relay as the local fleet runs it: its own process, one port per named link (pacing
+    the bandwidth itself unless the kernel does)."""
     spec = {
         "upstream": f"127.0.0.1:{upstream}",
         "seed": 1,
-        "devices": [{"name": n, "port": ports[n], "link": asdict(k)} for n, k in links.items()],
+        "devices": [
+            {"name": n, "port": ports[n], "link": asdict(k), "pace": pace} for n, k in links.items()
+        ],
     }
     (work / "relay.json").write_text(json.dumps(spec))
     argv = [sys.executable, "-m", "htfl.workstation.fleet.relay", str(work / "relay.json")]
@@ -199,7 +248,7 @@ def start_relay(
     log.close()
     for port in ports.values():
         wait_for_port(port, 60, proc, work / "relay.log", what="link relay")
-    return proc, ports
+    return proc
 
 
 def root_procs_files(tree: CgroupTree) -> list[Path]:
@@ -213,9 +262,15 @@ def measure_link(link: LinkShape, payload: int, pings: int, loss_pings: int, rep
         server = await asyncio.start_server(_serve, "127.0.0.1", 0)
         direct = server.sockets[0].getsockname()[1]
         tree = CgroupTree() if unavailable_reason() is None else None
-        relay, ports = start_relay(
-            direct, {"lossless": replace(link, loss=0.0), "lossy": link}, work, tree
-        )
+        links = {"lossless": replace(link, loss=0.0), "lossy": link}
+        ports = dict(zip(links, free_ports(len(links)), strict=True))
+        shaper, paced_by = shape_bandwidth(ports, links)
+        try:
+            relay = start_relay(direct, links, work, tree, ports, pace=shaper is None)
+        except BaseException:
+            if shaper is not None:
+                shaper.remove()
+            raise
         if tree is not None:  # this process (client and server) is apparatus too, like the relay
             for procs in tree.add_service("bench-client").procs_files:
                 procs.write_text(str(os.getpid()))
@@ -228,6 +283,8 @@ def measure_link(link: LinkShape, payload: int, pings: int, loss_pings: int, rep
         finally:
             relay.terminate()
             relay.wait()
+            if shaper is not None:
+                shaper.remove()
             server.close()
             if tree is not None:
                 for procs in root_procs_files(tree):  # back out, so the groups can go
@@ -239,6 +296,7 @@ def measure_link(link: LinkShape, payload: int, pings: int, loss_pings: int, rep
             "added_rtt_ms": (rtt - base) * 1e3,
             "bandwidth_mbit_s": (payload + 8) * 8 / transfer / 1e6,
             "observed_loss": 1 - math.sqrt(1 - delayed),
+            "paced_by": paced_by,
         }
 
     with tempfile.TemporaryDirectory(prefix="htfl-emulation-") as work:
@@ -364,10 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", default=",".join(DEVICE_CLASSES))
     parser.add_argument("--work-seconds", type=float, default=1.0, help="CPU work per class")
+    parser.add_argument("--cpu-repeats", type=int, default=3, help="timed runs per class (median)")
     parser.add_argument("--payload-bytes", type=int, default=1_000_000)
     parser.add_argument("--pings", type=int, default=40)
     parser.add_argument("--loss-pings", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3, help="uploads per class (median)")
+    parser.add_argument("--repeat", type=int, default=9, help="uploads per class (median)")
     parser.add_argument(
         "--lab-devices",
         type=int,
@@ -388,12 +447,19 @@ def main(argv: list[str] | None = None) -> int:
     if no_cgroups is None:
         steps = steps_for(args.work_seconds)
         tree = CgroupTree()
+        # per class: (seconds per step, cores used) of each run
+        runs: dict[str, list[tuple[float, float]]] = {d.device_class: [] for d in plan.devices}
         try:
-            for d in plan.devices:
-                wall, cpu = time_steps(steps, tree, d)
-                times[d.device_class], achieved[d.device_class] = wall, cpu / wall
+            # the classes in turn, --cpu-repeats times: a change in the host's load between
+            # one class's run and the next's falls on every class alike, and the median drops it
+            for _ in range(args.cpu_repeats):
+                for d in plan.devices:
+                    runs[d.device_class].append(time_steps(steps, tree, d))
         finally:
             tree.remove()
+        for c, pairs in runs.items():
+            times[c] = statistics.median(per_step for per_step, _ in pairs)
+            achieved[c] = statistics.median(used for _, used in pairs)
     # The profile fixes ratios only: scale the measured speeds so their geometric mean is the
     # profile's (no single class is the yardstick and carries all the noise).
     speeds = {}
@@ -412,13 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         "geometric mean"
     )
     print(
-        "| class | CPU quota (cores) | used (cores) | speed: profile | speed: measured | err "
+        "| class | CPU quota (cores) | CFS period (ms) | used (cores) | speed: profile "
+        "| speed: measured | err "
         "| link Mbit/s | measured Mbit/s | err | added RTT: profile ms | measured ms "
         "| loss: profile | observed (pings) | memory cap MiB | binds here |"
     )
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
+    paced_by = set()
     for d in plan.devices:
         link = measure_link(d.link, args.payload_bytes, args.pings, args.loss_pings, args.repeat)
+        paced_by.add(link["paced_by"])
         expected_speed = d.relative_speed
         if speeds:
             measured_speed = speeds[d.device_class]
@@ -431,12 +500,13 @@ def main(argv: list[str] | None = None) -> int:
         bw = d.link.bandwidth_bit_s / 1e6
         binds = "yes" if d.memory_bytes < plan.host_memory_bytes else "no (above host memory)"
         print(
-            f"| {d.device_class} | {d.cpu_cores:.3f} | {speed} "
+            f"| {d.device_class} | {d.cpu_cores:.3f} | {d.cpu_period_us / 1e3:g} | {speed} "
             f"| {bw:g} | {link['bandwidth_mbit_s']:.1f} | {pct(link['bandwidth_mbit_s'], bw)} "
             f"| {2 * d.link.latency_s * 1e3:.1f} | {link['added_rtt_ms']:.1f} "
             f"| {d.link.loss:g} | {link['observed_loss']:.4f} ({args.loss_pings}) "
             f"| {d.memory_bytes // MiB} | {binds} |"
         )
+    print(f"link bandwidth: {', '.join(sorted(paced_by))}; latency, jitter, loss: the relay")
     print(f"memory cap enforcement (64 MiB cap, 256 MiB allocated): {oom_check()}")
     print(f"emulation_time_dilation={plan.time_dilation:.3g}", flush=True)
     if args.lab_devices > 0:

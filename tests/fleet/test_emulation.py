@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from htfl.workstation.fleet import htb
 from htfl.workstation.fleet.emulation import (
     EMULATION_FILE,
     Emulation,
@@ -18,13 +19,20 @@ from htfl.workstation.fleet.emulation import (
 from htfl.workstation.fleet.profiles import inventory_profiles, plan_fleet
 
 
-def test_without_cgroups_the_record_says_why_and_links_are_still_shaped(tmp_path: Path) -> None:
+def test_without_cgroups_the_record_says_why_and_links_are_still_shaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as for a user who is not root: no tc qdiscs either (the real htb is tests/fleet/test_htb.py)
+    monkeypatch.setattr(htb, "unavailable_reason", lambda: "tc qdiscs need root")
     plan = plan_fleet([("nano-1", "jetson-nano"), ("pi-1", "orange-pi-5b")], cores=2)
     emulation = Emulation(plan, cgroup_root=tmp_path / "no-cgroups")
     emulation.prepare()
     assert emulation.applied["cpu"].startswith("not applied: no cgroup v1 or v2")
     assert emulation.wrap("nano-1", ["agent"]) == ["agent"]
     assert emulation.applied["link"].startswith("relay")
+    # the relay paces the bandwidth itself, and the record says why
+    assert emulation.applied["link"].endswith("bandwidth: paced by the relay (tc qdiscs need root)")
+    assert emulation.shaper is None
     port = emulation.relay_ports["nano-1"]
     assert emulation.superlink_for("nano-1", "127.0.0.1:9000") == f"127.0.0.1:{port}"
     argv = emulation.relay_argv("127.0.0.1:9000", tmp_path)
@@ -32,6 +40,7 @@ def test_without_cgroups_the_record_says_why_and_links_are_still_shaped(tmp_path
     spec = json.loads((tmp_path / "relay.json").read_text())
     assert spec["upstream"] == "127.0.0.1:9000"
     assert {d["name"]: d["port"] for d in spec["devices"]} == emulation.relay_ports
+    assert all(d["pace"] for d in spec["devices"])
     assert emulation.exit_cause("nano-1") is None
 
 

@@ -9,8 +9,12 @@ import pytest
 
 from htfl.devices import DEVICE_CLASSES, device_class
 from htfl.workstation.fleet.profiles import (
+    CPU_BURST_US,
+    MAX_PERIOD_US,
     MIN_CPU_CORES,
+    MIN_PERIOD_US,
     ProfileError,
+    cpu_period_us,
     load_profile_file,
     plan_fleet,
     with_overrides,
@@ -51,12 +55,30 @@ def test_a_quota_above_the_trainer_threads_dilates_too() -> None:
 
 
 def test_a_quota_the_host_cannot_give_names_the_device() -> None:
-    devices = [(f"nano-{i}", "jetson-nano") for i in range(400)]
+    devices = [(f"nano-{i}", "jetson-nano") for i in range(4000)]
     with pytest.raises(
         ProfileError, match=r"device nano-0 \(jetson-nano\).*below the kernel's minimum"
     ):
         plan_fleet(devices, cores=2)
-    assert pytest.approx(0.01) == MIN_CPU_CORES
+    # 1 ms in the kernel's longest CFS period (1 s)
+    assert pytest.approx(0.001) == MIN_CPU_CORES
+
+
+def test_every_device_runs_equal_bursts_between_throttles() -> None:
+    """The CFS period grows as the quota shrinks, so every device runs CPU_BURST_US between
+    throttles (a slow class no longer pays the cost of coming back from a throttle more often
+    per unit of work than a fast one); the quota over the period is still the device's cores."""
+    plan = plan_fleet([(c, c) for c in DEVICE_CLASSES], cores=2, memory_bytes=24 * GiB)
+    for d in plan.devices:
+        assert d.cpu_quota_us == pytest.approx(CPU_BURST_US, abs=1)
+        assert d.cpu_quota_us / d.cpu_period_us == pytest.approx(d.cpu_cores, rel=1e-4)
+        assert plan.record(d.name)["cpu_period_us"] == d.cpu_period_us
+    # the kernel's limits: at most 1 s (a smaller quota then runs shorter bursts), at least 1 ms
+    assert cpu_period_us(0.02) == MAX_PERIOD_US
+    assert cpu_period_us(100.0) == MIN_PERIOD_US
+    tiny = plan_fleet([(f"n{i}", "jetson-nano") for i in range(60)], cores=2)
+    assert tiny.devices[0].cpu_period_us == MAX_PERIOD_US
+    assert tiny.devices[0].cpu_quota_us == round(tiny.devices[0].cpu_cores * MAX_PERIOD_US)
 
 
 def test_an_unknown_class_names_the_device() -> None:

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import time
 
+import pytest
+
 from htfl.ports import free_port
 from htfl.workstation.fleet.profiles import LinkShape
 from htfl.workstation.fleet.relay import MIN_RTO_S, DeviceRelay, Line, relays_from_spec
@@ -81,6 +83,26 @@ def test_line_schedule() -> None:
     lossy = Line(LinkShape(1e9, 0.0, 0.0, 0.5), random.Random(2))
     lossy.arrival(0.0, 1448 * 100)
     assert lossy.segments == 100 and 30 <= lossy.lost <= 70
+
+
+def test_an_unpaced_line_adds_latency_but_no_transmission_time() -> None:
+    """Where the kernel paces the bandwidth (htb), the relay's line leaves it out: 1 MB on an
+    8 Mbit/s line arrives after the latency alone, not a second later."""
+    link = LinkShape(8e6, 0.01, 0.0, 0.0)
+    unpaced = Line(link, random.Random(1), paced=False)
+    assert unpaced.arrival(0.0, 1_000_000) == pytest.approx(0.01)
+    assert unpaced.arrival(0.5, 1_000_000) == pytest.approx(0.51)
+    assert Line(link, random.Random(1)).arrival(0.0, 1_000_000) == pytest.approx(1.01)
+    spec = {
+        "upstream": "127.0.0.1:9000",
+        "devices": [
+            {"name": n, "port": 7000 + i, "link": dict(vars(link)), **pace}
+            for i, (n, pace) in enumerate([("a", {}), ("b", {"pace": False})])
+        ],
+    }
+    a, b = relays_from_spec(spec)
+    assert (a.pace, a.up.paced) == (True, True)
+    assert (b.pace, b.up.paced, b.down.paced) == (False, False, False)
 
 
 def test_spec_builds_one_relay_per_device() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from htfl.devices import device_class
+from htfl.workstation.fleet import htb
 from htfl.workstation.fleet.cgroups import detect
 from htfl.workstation.fleet.emulation import EMULATION_FILE, Emulation, record_in_results
 from htfl.workstation.fleet.profiles import plan_fleet, with_overrides
@@ -37,6 +38,12 @@ def quota_of(group_dir: Path) -> int:
     return int((group_dir / "cpu.cfs_quota_us").read_text())
 
 
+def period_of(group_dir: Path) -> int:
+    if (group_dir / "cpu.max").exists():
+        return int((group_dir / "cpu.max").read_text().split()[1])
+    return int((group_dir / "cpu.cfs_period_us").read_text())
+
+
 def test_profiles_applied_to_a_local_fleet(tmp_path: Path) -> None:
     exp = tmp_path / "exp.toml"
     exp.write_text(two_device_fedavg("emulated", 2, 0.3))
@@ -55,8 +62,21 @@ def test_profiles_applied_to_a_local_fleet(tmp_path: Path) -> None:
                 time.sleep(0.1)
             agent_args = fleet.procs[d.name].args
             assert f"127.0.0.1:{emulation.relay_ports[d.name]}" in agent_args
+            # the CFS period follows the quota: equal bursts between throttles for every class
+            assert period_of(group.dirs[0]) == d.cpu_period_us
+        # the kernel paces each device's bandwidth (htb on lo, two classes per relay port), and
+        # the relay adds latency, jitter and loss only
+        shaper = emulation.shaper
+        assert shaper is not None and len(shaper.minors) == 2 * len(devices)
+        assert set(shaper.minors) <= htb.class_minors("lo")
+        spec = json.loads((tmp_path / "fleet" / "relay.json").read_text())
+        assert not any(d["pace"] for d in spec["devices"])
         summary = run_on_fleet(fleet, exp, tmp_path / "results")
         dirs = [d for g in emulation.groups.values() for d in g.dirs]
+        minors = list(shaper.minors)
+    # the classes went with the fleet
+    assert emulation.shaper is None and not set(minors) & htb.class_minors("lo")
+    assert "bandwidth: kernel htb" in emulation.applied["link"]
     record_in_results(tmp_path / "results" / "emulated", emulation)
     assert summary["status"] == "finished", summary
     assert not any(d.exists() for d in dirs)  # the cgroups went with the fleet

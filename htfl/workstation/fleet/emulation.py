@@ -3,9 +3,11 @@
 The processes engine (``htfl run --local-fleet N``, ``htfl.workstation.local_fleet``) hands
 each agent to :class:`Emulation`: its command runs inside its own cgroup (CPU quota,
 memory cap; :mod:`htfl.workstation.fleet.cgroups`), and it reaches the SuperLink through its own
-relay port (bandwidth, latency, jitter, loss; :mod:`htfl.workstation.fleet.relay`). Without
-root (or on a host without usable cgroups) the CPU and memory limits are not applied, and the
-record says so and why: a figure from such a run describes the workstation, not the class.
+relay port (latency, jitter, loss; :mod:`htfl.workstation.fleet.relay`), whose bandwidth the
+kernel paces (htb classes on ``lo``, :mod:`htfl.workstation.fleet.htb`) where root and tc allow,
+else the relay. Without root (or on a host without usable cgroups) the CPU and memory limits
+are not applied, and the record says so and why: a figure from such a run describes the
+workstation, not the class.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from htfl.ports import free_ports
+from htfl.workstation.fleet import htb
 from htfl.workstation.fleet.cgroups import ROOT, CgroupError, CgroupTree, DeviceCgroup
 from htfl.workstation.fleet.netem import netem_available
-from htfl.workstation.fleet.profiles import CPU_PERIOD_US, FleetPlan, plan_fleet
+from htfl.workstation.fleet.profiles import FleetPlan, plan_fleet
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class Emulation:
     applied: dict[str, str] = field(default_factory=dict)
     #: why a device died, when its limits killed it (kept when the cgroups are removed)
     causes: dict[str, str] = field(default_factory=dict)
+    #: the link bandwidths' htb classes on lo (None: the relay paces them)
+    shaper: htb.LoopbackShaper | None = None
 
     def prepare(self) -> None:
         """Make every device's cgroup (or record why not) and choose its relay port."""
@@ -54,7 +59,7 @@ class Emulation:
         else:
             for d in self.plan.devices:
                 self.groups[d.name] = self.tree.add(
-                    d.name, d.cpu_quota_us, CPU_PERIOD_US, d.memory_bytes
+                    d.name, d.cpu_quota_us, d.cpu_period_us, d.memory_bytes
                 )
             how = f"cgroup {self.tree.version}"
             self.applied["cpu"] = self.applied["memory"] = how
@@ -66,9 +71,26 @@ class Emulation:
                 if netem_available()
                 else "this kernel has no netem qdisc"
             )
-            self.applied["link"] = f"relay (htfl.workstation.fleet.relay; {why})"
+            relay = f"relay (htfl.workstation.fleet.relay; {why})"
+            self.applied["link"] = f"{relay}; bandwidth: {self._shape_bandwidth()}"
         else:
             self.applied["link"] = "not applied: link shaping turned off"
+
+    def _shape_bandwidth(self) -> str:
+        """Pace each relay port with htb classes on ``lo`` where root and tc allow (the relay
+        then adds latency, jitter and loss only); else the relay paces. Says which, and why."""
+        if (why := htb.unavailable_reason()) is not None:
+            return f"paced by the relay ({why})"
+        shaper = htb.LoopbackShaper()
+        try:
+            shaper.shape(
+                {self.relay_ports[d.name]: d.link.bandwidth_bit_s for d in self.plan.devices}
+            )
+        except (htb.ShapingError, OSError) as err:
+            log.warning("link bandwidth left to the relay: %s", err)
+            return f"paced by the relay (tc htb failed: {err})"
+        self.shaper = shaper
+        return "kernel htb classes on lo, one per relay port and direction"
 
     def relay_argv(self, superlink: str, log_dir: Path, seed: int = 0) -> list[str] | None:
         """The relay process's command (None when links are not shaped); writes its spec."""
@@ -79,7 +101,12 @@ class Emulation:
             "seed": seed,
             "control": str(relay_control_path(log_dir)),  # fault injection: cut a link
             "devices": [
-                {"name": d.name, "port": self.relay_ports[d.name], "link": asdict(d.link)}
+                {
+                    "name": d.name,
+                    "port": self.relay_ports[d.name],
+                    "link": asdict(d.link),
+                    "pace": self.shaper is None,  # htb paces where it shapes
+                }
                 for d in self.plan.devices
             ],
         }
@@ -119,12 +146,15 @@ class Emulation:
         return plan_record(self.plan, self.applied, causes)
 
     def stop(self) -> None:
-        """Remove the cgroups (the fleet's processes have exited by now)."""
+        """Remove the cgroups (the fleet's processes have exited by now) and the htb classes."""
         for name in list(self.groups):
             if (cause := self.exit_cause(name)) is not None:
                 self.causes[name] = cause
         if self.tree is not None:
             self.tree.remove()
+        if self.shaper is not None:
+            self.shaper.remove()
+            self.shaper = None
 
 
 def relay_control_path(log_dir: Path) -> Path:

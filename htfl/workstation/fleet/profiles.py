@@ -29,10 +29,28 @@ from typing import Annotated, Any
 from htfl.devices import SimulationProfile, UnknownDeviceClassError, device_class
 from htfl.validation import Number, ValidationError, above, at_least, problem_lines, table, within
 
-#: The kernel's smallest CFS quota is 1 ms per period; htfl uses the default 100 ms period.
+#: The kernel's default CFS period (what compose's ``cpus`` and a one-core group use).
 CPU_PERIOD_US = 100_000
+#: A device runs this long between throttles, whatever its quota: its CFS period is
+#: ``CPU_BURST_US / cores`` (within the kernel's 1 ms .. 1 s). Why: each time a throttled
+#: process runs again it pays for caches and TLBs others used meanwhile; with one period for
+#: all, a 0.068-core device ran 6.8 ms bursts and paid that far more often per unit of work
+#: than a 0.545-core one running 54.5 ms bursts, which put the slow classes' measured speed
+#: ~20 % below their profile and the fast ones' above. Equal bursts pay it equally, so the
+#: classes keep their ratios. The price: a slow device answers up to ``period - burst`` late
+#: while throttled (0.7 s for a 0.068-core one), as a busy real board might.
+CPU_BURST_US = 50_000
+MIN_PERIOD_US = 1_000
+MAX_PERIOD_US = 1_000_000
 MIN_QUOTA_US = 1_000
-MIN_CPU_CORES = MIN_QUOTA_US / CPU_PERIOD_US
+#: The smallest quota the kernel can give: 1 ms in its longest period.
+MIN_CPU_CORES = MIN_QUOTA_US / MAX_PERIOD_US
+
+
+def cpu_period_us(cores: float) -> int:
+    """The CFS period for a quota of ``cores``: one :data:`CPU_BURST_US` of running per period,
+    within the kernel's limits (a tiny quota gets the longest period, and shorter bursts)."""
+    return round(min(MAX_PERIOD_US, max(MIN_PERIOD_US, CPU_BURST_US / cores)))
 
 
 class ProfileError(ValueError):
@@ -66,8 +84,12 @@ class DeviceLimits:
     relative_speed: float
 
     @property
+    def cpu_period_us(self) -> int:
+        return cpu_period_us(self.cpu_cores)
+
+    @property
     def cpu_quota_us(self) -> int:
-        return round(self.cpu_cores * CPU_PERIOD_US)
+        return max(MIN_QUOTA_US, round(self.cpu_cores * self.cpu_period_us))
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,7 @@ class FleetPlan:
             "time_dilation": self.time_dilation,
             "relative_speed": d.relative_speed,
             "cpu_cores": round(d.cpu_cores, 4),
+            "cpu_period_us": d.cpu_period_us,
             "memory_bytes": d.memory_bytes,
             "memory_binding": d.memory_bytes < self.host_memory_bytes,
             "link": asdict(d.link),
@@ -120,7 +143,8 @@ def plan_fleet(
 
     ``profiles`` replaces a class's shipped profile (a calibrated one, or a test's).
     Raises :class:`ProfileError` naming the device when its class is unknown or its quota is one
-    the kernel cannot give (below 1 ms per 100 ms period: too many devices for the host).
+    the kernel cannot give (below 1 ms in its longest period, 1 s: too many devices for the
+    host).
     """
     cores = host_cores() if cores is None else cores
     # left to the SuperLink, the ServerApp and the relay: a quarter of the host, at most a core

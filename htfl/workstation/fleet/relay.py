@@ -21,6 +21,10 @@ The line, per device and direction (shared by the device's connections, as a rea
   of Flower's traffic; in the middle of a bulk transfer the kernel's fast retransmit would
   recover in about one RTT, so for large payloads this errs on the slow side.
 
+Where the kernel paces the bandwidth (htb classes on the relay's ports, see
+``htfl.workstation.fleet.htb``), a device's spec says ``"pace": false`` and the relay leaves
+the bandwidth out of its lines: it keeps latency, jitter and loss only.
+
 The relay reads as fast as its bounded queue lets it, so a sender that outruns the line is
 held back by TCP's own flow control, not by an unbounded buffer here.
 
@@ -54,6 +58,7 @@ MSS = 1448
 MIN_RTO_S = 0.2
 CHUNK = 262_144
 QUEUE_CHUNKS = 16  # at most 4 MiB held per direction: a faster sender waits on TCP
+RCVBUF = 4 * 2**20
 
 log = logging.getLogger("htfl.relay")
 
@@ -68,6 +73,8 @@ class Line:
 
     link: LinkShape
     rng: random.Random
+    #: False where the kernel paces this line's bandwidth (htb): no transmission time here
+    paced: bool = True
     busy_until: float = 0.0
     last_arrival: float = 0.0
     segments: int = 0
@@ -81,7 +88,9 @@ class Line:
         so it is delayed as a whole, by one retransmission timeout if any of them was lost
         (losses in one window are recovered together)."""
         link = self.link
-        self.busy_until = max(self.busy_until, now) + size * 8 / link.bandwidth_bit_s
+        self.busy_until = max(self.busy_until, now)
+        if self.paced:
+            self.busy_until += size * 8 / link.bandwidth_bit_s
         delay = link.latency_s
         if link.jitter_s:
             delay = max(0.0, delay + self.rng.uniform(-link.jitter_s, link.jitter_s))
@@ -144,6 +153,16 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line
             await feeder
 
 
+def _roomy(writer: asyncio.StreamWriter) -> None:
+    """A receive buffer of RCVBUF on the connection's socket: a line paced by the kernel keeps
+    sending while this busy process is not scheduled (with the default 128 KiB, a 1 Gbit/s line
+    stalls after 1 ms of it). Capped by the kernel's net.core.rmem_max."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+
+
 @dataclass
 class DeviceRelay:
     """One device's port: every connection to it is relayed to ``upstream`` over its lines."""
@@ -154,6 +173,8 @@ class DeviceRelay:
     link: LinkShape
     seed: int = 0
     host: str = "127.0.0.1"
+    #: False where the kernel paces the bandwidth (htb on this port): latency and loss only
+    pace: bool = True
     up: Line = field(init=False)
     down: Line = field(init=False)
     #: monotonic time until which the link is cut (0: never cut)
@@ -166,8 +187,8 @@ class DeviceRelay:
     )
 
     def __post_init__(self) -> None:
-        self.up = Line(self.link, random.Random(f"{self.seed}:{self.name}:up"))
-        self.down = Line(self.link, random.Random(f"{self.seed}:{self.name}:down"))
+        self.up = Line(self.link, random.Random(f"{self.seed}:{self.name}:up"), self.pace)
+        self.down = Line(self.link, random.Random(f"{self.seed}:{self.name}:down"), self.pace)
 
     @property
     def is_cut(self) -> bool:
@@ -185,6 +206,7 @@ class DeviceRelay:
         self._open.clear()
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        _roomy(client_w)
         if self.is_cut:
             self.cut_connections += 1
             client_w.transport.abort()
@@ -200,6 +222,7 @@ class DeviceRelay:
             for w in (client_w, server_w):
                 w.transport.abort()
             return
+        _roomy(server_w)
         pair = (client_w, server_w)
         self._open.add(pair)
         try:
@@ -238,6 +261,7 @@ def relays_from_spec(spec: dict) -> list[DeviceRelay]:
             LinkShape(**d["link"]),
             spec.get("seed", 0),
             spec.get("host", "127.0.0.1"),
+            bool(d.get("pace", True)),
         )
         for d in spec["devices"]
     ]
