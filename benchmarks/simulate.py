@@ -1,14 +1,17 @@
 """Virtual clients by the hundred: `htfl run --simulate N` on Flower's simulation runtime (Ray).
 
-For each client count and method, runs ``htfl run EXP --simulate N`` as a user does (a child
-process) on digits (8x8 images, 10 classes; the one 10-class image set that needs no download
-here), IID over N clients, cnn4 on every client, four device classes in equal shares, no
-stragglers (deadline 600 s of modelled time), and prints one table: peak memory of the whole
-run (the htfl process and every Ray process it started, RSS summed: shared library pages are
-counted once per process, so an upper bound), seconds per round (median of the rounds' wall
-time), the final sample-weighted test accuracy, and the same figure from the in-process path
-(the method's client and server sides in one process, built and seeded as the device runtime
-builds them) for the same seed: the two should agree (the simulation runs the same code).
+For each client count and method, runs ``htfl run EXP`` as a user does (a child process), the
+experiment file asking for N virtual clients (``[simulation] clients = N``), on digits (8x8
+images, 10 classes; the one 10-class image set that needs no download here), IID over N
+clients, cnn4 on every client, four device classes in equal shares, no stragglers (deadline
+600 s of modelled time), and prints one table: peak memory of the whole run (the htfl process
+and every Ray process it started, RSS summed: shared library pages are counted once per
+process, so an upper bound), seconds per round (median of the rounds' wall time), the final
+sample-weighted test accuracy, and the same figure from the in-process path (the method's
+client and server sides in one process, built and seeded as the device runtime builds them)
+for the same seed: the two should agree (the simulation runs the same code); and the bytes a
+client would move per round each way (median over the rows; modelled from the virtual
+clients' real messages, as every figure of a simulated row is).
 
 1797 digits over 500 clients leave ~3.6 samples per client: a scale test of the runtime, not
 of the methods' accuracy.
@@ -78,6 +81,8 @@ wait_for_devices_seconds = 600
 [models]
 feature_dim = {FEATURE_DIM}
 {archs}
+[simulation]
+clients = {clients}
 """
 
 
@@ -120,8 +125,7 @@ def simulated(method: str, clients: int, rounds: int, seed: int, work: Path) -> 
     started = time.time()
     with open(work / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "htfl", "run", str(path), "--results", str(work)]
-            + ["--simulate", str(clients)],
+            [sys.executable, "-m", "htfl", "run", str(path), "--results", str(work)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -136,13 +140,17 @@ def simulated(method: str, clients: int, rounds: int, seed: int, work: Path) -> 
     ]
     per_round = [e["round_seconds"] for e in events if e.get("event") == "round"]
     with open(work / name / "rounds.csv") as fh:
-        modelled = all(r["modelled"] == "True" for r in csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    modelled = all(r["modelled"] == "True" for r in rows)
+    answered = [r for r in rows if r["status"] == "ok"]
     return {
         "peak_gib": peak / 2**30,
         "round_s": statistics.median(per_round),
         "accuracy": summary["final_accuracy"],
         "wall_s": time.time() - started,
         "modelled": modelled,
+        "kib_up": statistics.median(int(r["bytes_up"]) for r in answered) / 1024,
+        "kib_down": statistics.median(int(r["bytes_down"]) for r in answered) / 1024,
     }
 
 
@@ -193,13 +201,15 @@ def main() -> int:
     )
     print(
         "| clients | method | peak RAM GiB (all processes) | s/round | accuracy (simulated) "
-        "| accuracy (in process) | all rows modelled | wall s |"
+        "| accuracy (in process) | all rows modelled | wall s | KiB up/client/round "
+        "| KiB down/client/round |"
     )
-    print("|---:|---|---:|---:|---:|---:|---|---:|")
+    print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['clients']} | {r['method']} | {r['peak_gib']:.2f} | {r['round_s']:.1f} "
-            f"| {r['accuracy']:.4f} | {r['reference']:.4f} | {r['modelled']} | {r['wall_s']:.0f} |"
+            f"| {r['accuracy']:.4f} | {r['reference']:.4f} | {r['modelled']} | {r['wall_s']:.0f} "
+            f"| {r['kib_up']:.1f} | {r['kib_down']:.1f} |"
         )
     return 0
 

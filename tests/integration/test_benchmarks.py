@@ -46,6 +46,9 @@ def test_simulate_benchmark_runs_at_toy_size() -> None:
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert float(cells[2]) > 0 and cells[6] == "True", row
     assert abs(float(cells[4]) - float(cells[5])) < 0.02, f"simulated vs in process: {row}"
+    # modelled bytes: FedAvg uploads the whole cnn4 (feature_dim 64), hundreds of KiB; round 1
+    # sends no model down (every client starts from the same seeded one), only its config
+    assert float(cells[8]) > 100 and 0 < float(cells[9]) < 10, row
 
 
 def test_fleet_round_benchmark_runs_at_toy_size() -> None:
