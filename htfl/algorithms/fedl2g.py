@@ -12,7 +12,10 @@ gradient clipped to norm 100, and one SGD step of the guiding vectors with
 ``server_learning_rate``. Download: the guiding vectors.
 
 The quiz samples (the first ``quiz_batches * batch_size`` of the client's training split) are
-kept out of ordinary local training, as in HtFLlib.
+kept out of ordinary local training, as in HtFLlib. Local training walks the rest in the order
+``[training] shuffle`` / ``drop_last`` give (the ``htfllib`` preset: HtFLlib's fixed order,
+last partial batch dropped); the meta step's study batches are drawn shuffled either way, as
+HtFLlib's ``meta_study_loader``.
 
 Differences from HtFLlib's ``clientl2g_*.py`` / ``serverl2g_*.py``: the virtual step is taken with
 ``torch.func.functional_call`` instead of the ``higher`` package, BatchNorm statistics are not
@@ -90,7 +93,17 @@ class FedL2GClient(ClientSide):
             self.on_device(torch.from_numpy(np.array(x[:num_quiz]))),
             self.on_device(torch.from_numpy(y[:num_quiz])),
         )
-        self._train_loader = to_loader(x[num_quiz:], y[num_quiz:], s.batch_size, True, self.seed)
+        rest_x, rest_y = x[num_quiz:], y[num_quiz:]
+        self._train_loader = to_loader(
+            rest_x, rest_y, s.batch_size, s.shuffle, self.seed, s.drop_last
+        )
+        # the meta step's study batches are drawn shuffled whatever the training order
+        # (HtFLlib's meta_study_loader: shuffle=True, drop_last=True)
+        self._study_loader = (
+            self._train_loader
+            if s.shuffle
+            else to_loader(rest_x, rest_y, s.batch_size, True, self.seed, drop_last=True)
+        )
         self.max_grad_norm = p.max_grad_norm
         self.guides: torch.Tensor | None = None
         self.wrapped = _WithFeatures(self.model)
@@ -130,7 +143,7 @@ class FedL2GClient(ClientSide):
         params: dict[str, torch.Tensor] = dict(self.wrapped.named_parameters())
         buffers = {k: v.clone() for k, v in self.wrapped.named_buffers()}
         study_loss, batches = torch.zeros((), device=self.device), 0
-        for x, y in self._train_loader:
+        for x, y in self._study_loader:
             if batches == self.params.study_batches:
                 break
             if len(y) < 2:

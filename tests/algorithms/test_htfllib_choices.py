@@ -57,6 +57,21 @@ def test_htfllib_loader_keeps_the_order_and_drops_the_last_partial_batch() -> No
     assert sorted(sizes) == [9, 10, 10, 10]  # htfl: every sample, reshuffled each epoch
 
 
+def test_fedl2g_trains_in_htfllibs_order_and_studies_shuffled() -> None:
+    """HtFLlib clientl2g_feat: load_train_data is DataLoader(train[num_quiz:], drop_last=True,
+    shuffle=False); meta_study_loader is DataLoader(train[num_quiz:], drop_last=True,
+    shuffle=True); the first num_quiz = quiz_batches * batch_size samples are the quiz."""
+    shard = _shard(49)
+    client = _client("fedl2g", shard, TrainSettings(shuffle=False, drop_last=True))
+    batches = list(client._train_loader)
+    assert [len(y) for _, y in batches] == [10, 10, 10]  # 39 after the quiz: trains on 30
+    seen = torch.cat([y for _, y in batches]).numpy()
+    np.testing.assert_array_equal(seen, shard.train_y[10:40])  # after the quiz, in order
+    study = [torch.cat([y for _, y in client._study_loader]).numpy() for _ in range(3)]
+    assert all(len(s) == 30 for s in study)
+    assert any(not np.array_equal(s, shard.train_y[10:40]) for s in study)  # shuffled
+
+
 # --- FedProto ---------------------------------------------------------------------------------
 def test_fedproto_clients_weighting_is_a_plain_mean_over_holders() -> None:
     """HtFLlib serverproto.proto_aggregation: sum of the clients' prototypes / len(list)."""
