@@ -19,6 +19,24 @@ same samples in the same order), then for every method runs
 format, the first clients and the first samples of each, which both sides then read: HtFLlib's
 image families need 3x32x32 inputs, and a small split keeps a run to minutes on a few cores.
 
+``--first-client K`` takes the clients from K on (a second split of the same folder).
+``--seeds`` averages htfl over model seeds; ``--htfllib-seeds`` averages HtFLlib over seed
+offsets: its ``main.py`` runs unmodified under a small wrapper (:data:`SEEDED_MAIN`) that adds
+the offset to every ``torch.manual_seed`` it calls (HtFLlib seeds only with the constant 0)
+and seeds numpy's and Python's global RNGs (its client order; unseeded in HtFLlib, so two of
+its runs differ even at offset 0 without the wrapper). ``--same-init`` starts htfl's clients
+from HtFLlib's own initial weights (:data:`HTFLLIB_INIT`: its ``BaseHeadSplit`` after
+``torch.manual_seed``, loaded by position; FedGH's server head from client 0's, as
+``servergh.py``), so the two sides differ only in their code from there on.
+
+FedKTL: HtFLlib's ``FedKTL-stylegan-3`` reads a pickled StyleGAN (``-GPath``); total.sh's
+pre-trained pickles are downloads from outside any package registry, so both sides get an
+*untrained* generator with w 64: HtFLlib a small StyleGAN2 built by its own bundled
+``stylegan-utils`` code (:data:`HTFLLIB_GENERATOR`), htfl its ``example_generator``. The row
+compares the method's mechanics (ETF + ArcFace clients, server alignment, images), not
+knowledge transfer. FedL2G: ``FedL2G-feat`` with no warm-up on either side (main.py's 50
+warm-up rounds would leave a short run untrained).
+
 Both report accuracy as HtFLlib does: correct predictions over all clients' test samples after
 each round. Prints per method: best and final accuracy of each, the differences, and seconds
 per round. Without ``--htfllib`` (or with ``--htfl-only``) only the htfl side runs (what CI's
@@ -70,7 +88,69 @@ HTFLLIB: dict[str, tuple[str, list[str]]] = {
     "fedgh": ("FedGH", ["-slr", "0.01", "-se", "1"]),
     "fedtgp": ("FedTGP", ["-lam", "10", "-se", "100", "-mart", "100"]),
     "fedmrl": ("FedMRL", ["-sfd", "128"]),
+    "fedl2g": ("FedL2G-feat", ["-wu", "0"]),  # not in total.sh: main.py's defaults
+    # total.sh's FedKTL-stylegan-xl flags (the preset's); -GPath: see HTFLLIB_GENERATOR
+    "fedktl": (
+        "FedKTL-stylegan-3",
+        ["-slr", "0.01", "-sbs", "100", "-se", "100", "-lam", "1", "-mu", "50"],
+    ),
 }
+#: htfl parameters over the preset that the flags above also set on HtFLlib's side: FedL2G's
+#: 50 warm-up rounds (main.py's default) would leave a short run without one trained round
+SHORT_RUN: dict[str, dict] = {"fedl2g": {"warm_up_rounds": 0}}
+#: runs HtFLlib's main.py (argv[2:]) unmodified with every ``torch.manual_seed(s)`` it calls
+#: made ``s + argv[1]``, and numpy's and Python's global RNGs seeded with argv[1]: HtFLlib seeds
+#: only with the constant 0 (main.py, every Client), so this is how its side gets more seeds.
+SEEDED_MAIN = """
+import random, runpy, sys
+import numpy as np, torch
+offset = int(sys.argv[1])
+sys.argv = sys.argv[2:]
+_seed = torch.manual_seed
+torch.manual_seed = lambda s: _seed(int(s) + offset)
+np.random.seed(offset)
+random.seed(offset)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+#: writes (npz) the initial weights of every client's model as HtFLlib's Client builds them
+#: (``torch.manual_seed(0 + offset)``, then ``BaseHeadSplit(args, i)``), with main.py's model
+#: list for the family; argv: family, clients, classes, feature_dim, offset, out
+HTFLLIB_INIT = """
+import ast, re, sys, types
+import numpy as np, torch
+from flcore.trainmodel.models import BaseHeadSplit
+family, n, classes, dim, offset, out = sys.argv[1:7]
+src = open("main.py").read()
+pattern = r'model_family == "%s":\\s*args\\.models = (\\[.*?\\])' % re.escape(family)
+found = re.search(pattern, src, re.S)
+if found is None:
+    raise SystemExit(f"main.py has no model list for {family}")
+args = types.SimpleNamespace(
+    models=ast.literal_eval(found.group(1)), feature_dim=int(dim), num_classes=int(classes)
+)
+arrays = {}
+for i in range(int(n)):
+    torch.manual_seed(0 + int(offset))
+    for j, t in enumerate(BaseHeadSplit(args, i).state_dict().values()):
+        arrays[f"{i}_{j}"] = t.numpy()
+np.savez(out, **arrays)
+"""
+#: writes (pickle, as HtFLlib's FedKTL servers read ``-GPath``: ``{'G_ema': G}``) an
+#: *untrained* StyleGAN2 generator built by HtFLlib's own bundled ``stylegan/stylegan-utils``
+#: code (z 64, w 64, 32x32 RGB): the pre-trained pickles total.sh names are downloads from
+#: outside any package registry, and htfl's side has only an untrained generator too; argv: out
+HTFLLIB_GENERATOR = """
+import pickle, sys, torch
+sys.path.insert(0, ".")
+from training import networks_stylegan2
+torch.manual_seed(0)
+G = networks_stylegan2.Generator(
+    z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
+    mapping_kwargs={"num_layers": 2}, channel_base=2048, channel_max=64,
+)
+with open(sys.argv[1], "wb") as f:
+    pickle.dump({"G_ema": G}, f)
+"""
 _ACC = re.compile(r"Averaged Test Accuracy: ([0-9.]+)")
 #: a server's per-round seconds: "--- time cost --- S", or "------ S" (FD, FedGH, FedProto, FedTGP)
 _COST = re.compile(r"^-{25}(?: time cost -{25}|-{25}) ([0-9.e+-]+)$", re.M)
@@ -110,9 +190,16 @@ def write_toy_folder(root: Path, num_clients: int = 3) -> Path:
 
 
 def derive_folder(
-    source: Path, dest: Path, clients: int, train: int, test: int, rgb32: bool
+    source: Path,
+    dest: Path,
+    clients: int,
+    train: int,
+    test: int,
+    rgb32: bool,
+    first_client: int = 0,
 ) -> Path:
-    """A smaller folder in PFLlib's format from ``source``: its first ``clients`` clients, the
+    """A smaller folder in PFLlib's format from ``source``: ``clients`` clients from
+    ``first_client`` on (renumbered from 0; a second split of the same folder), the
     first ``train``/``test`` samples of each (in order), and, with ``rgb32``, 1x28x28 images
     padded to 32x32 with the background value and repeated over 3 channels (HtFLlib's image
     families start with 3-channel 32x32 layers: FedAvgCNN's ``dim=1600``, torchvision's
@@ -124,11 +211,13 @@ def derive_folder(
     for i in range(clients):
         ys = []
         for split, keep in (("train", train), ("test", test)):
-            x, y = read_client_file(source / split / f"{i}.npz")
+            x, y = read_client_file(source / split / f"{first_client + i}.npz")
             x, y = x[:keep], y[:keep]
             if rgb32:
                 if x.shape[1:] != (1, 28, 28):
-                    raise SystemExit(f"--rgb32: {source}/{split}/{i}.npz has {x.shape[1:]}")
+                    raise SystemExit(
+                        f"--rgb32: {source}/{split}/{first_client + i}.npz has {x.shape[1:]}"
+                    )
                 x = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=float(x.min()))
                 x = np.repeat(x, 3, axis=1)
             with open(dest / split / f"{i}.npz", "wb") as f:
@@ -158,10 +247,14 @@ def run_htfl(
     rounds: int,
     seed: int,
     params: dict | None = None,
+    init: dict[str, np.ndarray] | None = None,
 ):
     """Best, final accuracy, seconds per round and the curve of htfl's method under the
-    htfllib preset; ``seed`` picks the models' initial weights (client i: ``seed * 1000 + i``);
-    ``params`` are explicit method parameters (they win over the preset)."""
+    htfllib preset; ``seed`` picks the models' initial weights as htfl's trainer does
+    (``torch.manual_seed(seed)`` before each model: clients of one architecture start alike,
+    as in HtFLlib; client i's own seed is ``seed + i``) unless ``init`` gives them (HtFLlib's
+    own, from :data:`HTFLLIB_INIT`; FedGH's server head then starts from client 0's, as
+    HtFLlib's does); ``params`` are explicit method parameters (they win over the preset)."""
     exp = experiment_from_dict(
         {
             "experiment": {"id": "parity", "rounds": rounds, "preset": "htfllib"},
@@ -177,16 +270,59 @@ def run_htfl(
     n = int(json.loads((manifest_dir / "manifest.json").read_text())["num_clients"])
     for i in range(n):
         shard = shard0 if i == 0 else load_shard(manifest_dir, i)
-        torch.manual_seed(seed * 1000 + i)
+        torch.manual_seed(seed)  # htfl/device/trainer.py: same init for one arch
         arch = family[i % len(family)]
         model = build_model(arch, shard.input_shape, shard.num_classes, feature_dim)
-        clients.append(m.client(model, shard, exp.training, exp.algorithm_params, i))
+        if init is not None:
+            load_positional(model, [init[f"{i}_{j}"] for j in range(len(model.state_dict()))])
+        clients.append(m.client(model, shard, exp.training, exp.algorithm_params, seed + i))
     server = m.server(exp.algorithm_params, shard0.num_classes, feature_dim, seed=seed)
+    if init is not None and isinstance(getattr(server, "head", None), torch.nn.Linear):
+        server.head.load_state_dict(clients[0].model.head.state_dict())  # servergh.py
     curve, start = [], time.perf_counter()
     for _ in range(rounds):
         run_round(server, clients)
         curve.append(evaluate_round(server, clients))
     return max(curve), curve[-1], (time.perf_counter() - start) / rounds, curve
+
+
+def load_positional(model: torch.nn.Module, arrays: list[np.ndarray]) -> None:
+    """Loads HtFLlib's state_dict entries in order: htfl's members register their layers in
+    torchvision's / HtFLlib's order, under other names; every shape must agree."""
+    state = model.state_dict()
+    if len(arrays) != len(state):
+        raise SystemExit(f"HtFLlib's model has {len(arrays)} tensors, htfl's {len(state)}")
+    for (name, tensor), array in zip(state.items(), arrays, strict=True):
+        if tuple(tensor.shape) != array.shape:
+            raise SystemExit(f"{name}: htfl {tuple(tensor.shape)}, HtFLlib {array.shape}")
+        tensor.copy_(torch.from_numpy(array))
+
+
+def htfllib_init(
+    tree: Path, python: str, family: str, clients: int, classes: int, dim: int, offset: int
+) -> dict[str, np.ndarray]:
+    """HtFLlib's initial client weights (see :data:`HTFLLIB_INIT`)."""
+    out = (tree / f"init-{offset}.npz").resolve()  # the helper runs in tree/system
+    cmd = [python, "-c", HTFLLIB_INIT, family, str(clients), str(classes), str(dim), str(offset)]
+    subprocess.run([*cmd, str(out)], cwd=tree / "system", check=True, timeout=600)
+    with np.load(out) as arrays:
+        return dict(arrays)
+
+
+def generators(tree: Path | None, python: str, work: Path) -> tuple[dict, tuple[str, ...]]:
+    """FedKTL's generators: htfl's parameter and HtFLlib's flag (None: no HtFLlib side); each
+    untrained, w 64 (see :data:`HTFLLIB_GENERATOR`)."""
+    from htfl.algorithms.fedktl import example_generator, save_generator
+
+    save_generator(example_generator(seed=0, w_dim=64), work / "generator.pt")
+    flags: tuple[str, ...] = ()
+    if tree is not None:
+        out = (work / "generator.pkl").resolve()  # HtFLlib runs in its tree
+        cmd = [python, "-c", HTFLLIB_GENERATOR, str(out)]
+        stylegan = tree / "system" / "stylegan" / "stylegan-utils"
+        subprocess.run(cmd, cwd=stylegan, check=True, timeout=600, capture_output=True)
+        flags = ("-GPath", str(out))
+    return {"generator_path": str(work / "generator.pt")}, flags
 
 
 def run_htfllib(
@@ -200,8 +336,11 @@ def run_htfllib(
     num_clients: int,
     num_classes: int,
     timeout: float,
+    seed: int = 0,
+    extra: tuple[str, ...] = (),
 ):
-    """Best, final accuracy and seconds per round of HtFLlib's own run, from its output.
+    """Best, final accuracy and seconds per round of HtFLlib's own run, from its output;
+    ``seed`` > 0 offsets every seed it sets (:data:`SEEDED_MAIN`).
 
     ``tree`` holds ``system/`` (HtFLlib's code, unmodified) and ``dataset/<dataset>``. The
     environment only points the run at the CPU, one thread (as htfl's side), and lets
@@ -209,17 +348,18 @@ def run_htfllib(
     weights only by default; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is torch's documented switch)."""
     algo, flags = HTFLLIB[method]
     cmd = [
-        python, "-u", "main.py", "-data", dataset, "-m", family, "-algo", algo,
+        python, "-u", "-c", SEEDED_MAIN, str(seed), "main.py",
+        "-data", dataset, "-m", family, "-algo", algo,
         "-gr", str(rounds), "-nc", str(num_clients), "-ncl", str(num_classes),
         "-fd", str(feature_dim), "-lr", "0.01", "-jr", "1", "-lbs", "10", "-ls", "1",
-        "-eg", "1", "-t", "1", "-dev", "cpu", "-did", "", *flags,
+        "-eg", "1", "-t", "1", "-dev", "cpu", "-did", "", *flags, *extra,
     ]  # fmt: skip
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
     env["MKL_NUM_THREADS"] = "1"
     out = subprocess.run(
         cmd, cwd=tree / "system", capture_output=True, text=True, timeout=timeout, env=env
     )
-    (tree / f"{method}.log").write_text(out.stdout + out.stderr)
+    (tree / f"{method}-{seed}.log").write_text(out.stdout + out.stderr)
     accs = [float(a) for a in _ACC.findall(out.stdout)]
     costs = [float(c) for c in _COST.findall(out.stdout)]
     if out.returncode != 0 or len(accs) < rounds + 1:
@@ -250,6 +390,17 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(HTFLLIB))
     parser.add_argument("--seeds", default="0", help="htfl's model seeds, e.g. 0,1,2 (mean)")
     parser.add_argument(
+        "--htfllib-seeds", default="0", help="HtFLlib's seed offsets, e.g. 0,1,2 (mean)"
+    )
+    parser.add_argument(
+        "--same-init",
+        action="store_true",
+        help="htfl's clients start from HtFLlib's initial weights (htfl seed s: HtFLlib's at s)",
+    )
+    parser.add_argument(
+        "--first-client", type=int, default=0, help="with --subset: clients from this one on"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -266,6 +417,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--methods: not compared: {', '.join(unknown)} (known: {', '.join(HTFLLIB)})")
     seeds = [int(x) for x in args.seeds.split(",") if x]
+    h_seeds = [int(x) for x in args.htfllib_seeds.split(",") if x]
     overrides: dict[str, dict] = {}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -287,7 +439,7 @@ def main() -> int:
                 cfg = json.loads((folder / "config.json").read_text())
                 folder = derive_folder(
                     folder, tree / "dataset" / args.dataset, c or int(cfg["num_clients"]),
-                    tr or 10**9, te or 10**9, args.rgb32,
+                    tr or 10**9, te or 10**9, args.rgb32, args.first_client,
                 )  # fmt: skip
             else:
                 shutil.copytree(folder, tree / "dataset" / args.dataset)
@@ -298,8 +450,25 @@ def main() -> int:
         print(
             f"# {folder}: {manifest.num_clients} clients, {manifest.num_classes} classes, "
             f"input {manifest.input_shape}; family {family}; d = {args.feature_dim}; "
-            f"{args.rounds} rounds; htfl seeds {seeds}; torch {torch.__version__}, CPU, 1 thread"
+            f"{args.rounds} rounds; htfl seeds {seeds}, HtFLlib seeds {h_seeds}"
+            f"{', same initial weights' if args.same_init else ''}; torch {torch.__version__}, "
+            "CPU, 1 thread"
         )
+        short_run = dict(SHORT_RUN)
+        h_extra: dict[str, tuple[str, ...]] = {}
+        if "fedktl" in methods:
+            short_run["fedktl"], h_extra["fedktl"] = generators(
+                None if args.htfl_only else tree, args.python, work
+            )
+        inits: dict[int, dict[str, np.ndarray] | None] = {s: None for s in seeds}
+        if args.same_init:
+            if tree is None:
+                parser.error("--same-init needs --htfllib and --dataset")
+            for s in seeds:
+                inits[s] = htfllib_init(
+                    tree, args.python, args.family, manifest.num_clients, manifest.num_classes,
+                    args.feature_dim, s,
+                )  # fmt: skip
         rows = []
         for method in methods:
             runs = [
@@ -310,7 +479,8 @@ def main() -> int:
                     args.feature_dim,
                     args.rounds,
                     seed,
-                    overrides.get(method),
+                    {**short_run.get(method, {}), **overrides.get(method, {})},
+                    inits[seed],
                 )  # fmt: skip
                 for seed in seeds
             ]
@@ -323,11 +493,20 @@ def main() -> int:
             }
             if tree is not None and not args.htfl_only:
                 try:
-                    best, final, sec, curve = run_htfllib(
-                        method, tree, args.python, args.dataset, args.family, args.feature_dim,
-                        args.rounds, manifest.num_clients, manifest.num_classes, args.timeout,
-                    )  # fmt: skip
-                    row.update(h_best=best, h_final=final, h_s=sec, h_curve=curve)
+                    h_runs = [
+                        run_htfllib(
+                            method, tree, args.python, args.dataset, args.family,
+                            args.feature_dim, args.rounds, manifest.num_clients,
+                            manifest.num_classes, args.timeout, s, h_extra.get(method, ()),
+                        )
+                        for s in h_seeds
+                    ]  # fmt: skip
+                    row.update(
+                        h_best=float(np.mean([r[0] for r in h_runs])),
+                        h_final=float(np.mean([r[1] for r in h_runs])),
+                        h_s=float(np.mean([r[2] for r in h_runs])),
+                        h_curves=[[round(a, 4) for a in r[3]] for r in h_runs],
+                    )
                 except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
                     row["error"] = str(err)[:200]
             rows.append(row)

@@ -105,9 +105,9 @@ def run_benchmark(module: str, *args: str, timeout: float = 300) -> str:
         ),
         pytest.param(
             "benchmarks.htfllib_parity",  # the htfl side only: HtFLlib needs torchvision
-            ["--toy", "--rounds", "2", "--methods", "local,fedproto,fml"]
+            ["--toy", "--rounds", "2", "--methods", "local,fedproto,fml,fedktl"]
             + ["--family", "cnn4,resnet6", "--feature-dim", "32"],
-            "| fml |",
+            "| fedktl |",
             id="htfllib_parity",
         ),
     ],
