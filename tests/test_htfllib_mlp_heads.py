@@ -21,6 +21,7 @@ from htfl.models import build_model, count_parameters
 from htfl.models.base import has_linear_head
 from htfl.models.htfllib import FAMILIES, memory_problem
 from htfl.workstation.config.experiment import ConfigError, experiment_from_dict
+from htfl.workstation.config.preflight import check_files
 from tests.datasets.test_import_pfllib import write_pfllib
 from tests.support.rounds import evaluate_clients, run_round
 
@@ -220,6 +221,7 @@ def test_an_amazon_folder_imports_and_every_mlp_family_trains_on_it(tmp_path: Pa
             "models": {"family": family, "feature_dim": 64},
         }
         exp = experiment_from_dict(raw)
+        assert check_files(exp) == []
         method = get_method("fedproto")
         clients = []
         for i in range(manifest.num_clients):  # as the device runtime builds them
@@ -236,6 +238,11 @@ def test_an_amazon_folder_imports_and_every_mlp_family_trains_on_it(tmp_path: Pa
         assert len(uploads) == 4 and all(u.num_samples == 18 for u in uploads)
         results = evaluate_clients(server, clients)
         assert all(r.num_samples == 6 and 0.0 <= r.accuracy <= 1.0 for r in results)
+    # an image family on review features is refused before anything starts, naming the key
+    raw["models"] = {"family": "Res34-HtC-img-4"}
+    problems = check_files(experiment_from_dict(raw))
+    assert len(problems) == 4 and all(p.startswith("models.family: architecture") for p in problems)
+    assert "'tv_resnet34_htc' cannot take input shape (5000,)" in problems[0]
 
 
 def _image_shard(index: int, rng: np.random.Generator) -> ClientShard:

@@ -115,6 +115,7 @@ class IncompatibleInputError(ValueError):
         super().__init__(f"architecture {arch!r} cannot take input shape {input_shape}: {reason}")
         self.arch = arch
         self.input_shape = input_shape
+        self.reason = reason
 
 
 def image_shape(arch: str, input_shape: tuple[int, ...], min_size: int = 1) -> tuple[int, int, int]:

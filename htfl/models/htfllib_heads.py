@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from htfl.models.base import SplitModel
+from htfl.models.base import IncompatibleInputError, SplitModel
 from htfl.models.htfllib import FAMILIES, HTC_HEADS, HTFLLIB_ARCHITECTURES, IMG8, htc_name
 
 __all__ = ["HTC_ARCHITECTURES", "HtFLlibHead"]
@@ -50,7 +50,10 @@ def _with_head(base: str, hidden: tuple[int, ...]) -> Callable[..., SplitModel]:
     arch = htc_name(base, hidden)
 
     def build(input_shape: tuple[int, ...], num_classes: int, feature_dim: int = 512) -> SplitModel:
-        model = HTFLLIB_ARCHITECTURES[base](input_shape, num_classes, feature_dim)
+        try:
+            model = HTFLLIB_ARCHITECTURES[base](input_shape, num_classes, feature_dim)
+        except IncompatibleInputError as err:  # named as the member the experiment gave
+            raise IncompatibleInputError(arch, err.input_shape, err.reason) from None
         head = HtFLlibHead(feature_dim, hidden, num_classes)
         return SplitModel(
             model.feature_extractor, feature_dim, num_classes, arch, model.input_shape, head=head

@@ -103,6 +103,7 @@ def test_cli_prints_the_data_section_and_an_experiment_names_the_import(
         "algorithm": {"name": "local"},
         "data": {"dataset": "har", "partition": "imported", "manifest": str(out)},
         "devices": {"classes": {"jetson-nano": 2}},
+        "models": {"family": "HtFE-sen-2"},  # the class's default cnn4 takes no 9x1x128 window
     }
     exp = experiment_from_dict(raw)
     assert check_files(exp) == []
