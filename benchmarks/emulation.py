@@ -94,23 +94,21 @@ def worker(steps: int) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     t0, c0 = time.perf_counter(), time.process_time()
-    ends = []
+    ends, cpu = [], []
     for _ in range(steps):
         step()
         ends.append(time.perf_counter() - t0)
-    print(f"{ends[-1]:.6f} {time.process_time() - c0:.6f}", flush=True)
-    print(json.dumps(ends), flush=True)
+        cpu.append(time.process_time() - c0)
+    print(json.dumps([ends, cpu]), flush=True)
 
 
-def whole_periods(ends: list[float], gap: float) -> tuple[float, int] | None:
-    """Wall seconds and steps from the first to the last return from a throttle (a pause
-    between two steps' ends longer than ``gap``): whole CFS periods, so the part-periods at the
-    start and the end of a run (up to one burst each, 5 % of a run of 20 bursts) do not skew
-    the rate. None when the run was throttled fewer than twice."""
+def whole_periods(ends: list[float], gap: float) -> tuple[int, int] | None:
+    """The steps (first, last) that end first after the first and the last return from a
+    throttle (a pause between two steps' ends longer than ``gap``): between them lie whole CFS
+    periods, so the part-periods at the start and the end of a run (up to one burst each, 5 %
+    of a run of 20 bursts) do not skew the rate. None when throttled fewer than twice."""
     marks = [i for i in range(1, len(ends)) if ends[i] - ends[i - 1] > gap]
-    if len(marks) < 2:
-        return None
-    return ends[marks[-1]] - ends[marks[0]], marks[-1] - marks[0]
+    return (marks[0], marks[-1]) if len(marks) >= 2 else None
 
 
 def time_steps(
@@ -136,14 +134,14 @@ def time_steps(
                 procs.write_text(str(proc.pid))
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        wall, cpu = (float(x) for x in proc.stdout.readline().split())
-        ends = json.loads(proc.stdout.readline())
-        steady = None
+        ends, cpu = json.loads(proc.stdout.readline())
+        first, last = -1, steps - 1  # the whole run (from "go"), unless throttled
         if limits is not None:  # throttled for (period - quota) in each period
             throttled = (limits.cpu_period_us - limits.cpu_quota_us) / 1e6
-            steady = whole_periods(ends, throttled / 2) if throttled > 0 else None
-        per_step = steady[0] / steady[1] if steady else wall / steps
-        return per_step, cpu / wall
+            first, last = (throttled > 0 and whole_periods(ends, throttled / 2)) or (first, last)
+        wall = ends[last] - (ends[first] if first >= 0 else 0.0)
+        used = cpu[last] - (cpu[first] if first >= 0 else 0.0)
+        return wall / (last - first), used / wall
     finally:
         proc.kill()
         proc.wait()
