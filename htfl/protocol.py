@@ -13,15 +13,27 @@ measured). Message types:
 How many bytes a message puts on the wire is counted where Flower moves it, not here (see
 ``htfl.flower_adapter``): serialising a message a second time to size it cost as much as
 sending it.
+
+Layout on the wire: Flower moves each record, array and array chunk of a message as an object
+of its own, one HTTP request to the SuperLink each way, and on a small machine those requests
+(not the bytes) are what a fleet round costs. So a message carries one ConfigRecord,
+``htfl``, with the config (JSON text), the metrics (doubles, keys ``m.<name>``), the payload's
+small arrays packed into one byte string (``arrays``, see :func:`pack_arrays`) and the
+device's power samples (``power_trace``, packed the same way): with the message and its
+RecordDict, three objects (a FedProto message was 8 to 11). Arrays above
+:data:`PACK_ARRAY_LIMIT` bytes, and those that would take the packed string past
+:data:`PACK_TOTAL_LIMIT`, stay Flower Arrays in an ArrayRecord ``payload``, where Flower chunks
+them and keeps one copy of a chunk two arrays share.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
 PING = "query.ping"
 HELLO = "query.hello"
@@ -30,6 +42,17 @@ TRAIN = "train"
 EVALUATE = "evaluate"
 
 Payload = dict[str, np.ndarray]
+
+#: The record that carries a message's config, metrics, small arrays and power samples.
+RECORD = "htfl"
+#: The record of the arrays too big to pack (Flower chunks them; a shared chunk moves once).
+PAYLOAD_RECORD = "payload"
+#: An array of at most this many bytes is packed into the ``htfl`` record...
+PACK_ARRAY_LIMIT = 1024 * 1024
+#: ...while the packed string stays within this (below Flower's 5 MiB chunk: one object of
+#: the size Flower would move anyway).
+PACK_TOTAL_LIMIT = 4 * 1024 * 1024
+_HEADER = struct.Struct("<I")
 
 
 class ProtocolError(ValueError):
@@ -41,30 +64,117 @@ def content(
     payload: Payload | None = None,
     metrics: dict[str, float] | None = None,
 ) -> RecordDict:
+    values: dict[str, Any] = {}
     records: dict[str, Any] = {}
     if config is not None:
-        records["config"] = _config_record(config)
+        values["config"] = json.dumps(config)
     if payload is not None:
-        records["payload"] = ArrayRecord(
-            {k: Array(np.ascontiguousarray(v)) for k, v in payload.items()}
-        )
+        arrays = {k: np.asarray(v, order="C") for k, v in payload.items()}  # 0-d stays 0-d
+        packed, rest = _split(arrays)
+        values["arrays"] = pack_arrays(packed, order=list(arrays))
+        if rest:
+            records[PAYLOAD_RECORD] = ArrayRecord({k: Array(v) for k, v in rest.items()})
     if metrics is not None:
-        records["metrics"] = MetricRecord({k: float(v) for k, v in metrics.items()})
-    return RecordDict(records)
+        values.update(_metric_values(metrics))
+    return RecordDict({RECORD: ConfigRecord(values), **records})
 
 
-def _config_record(config: dict[str, Any]) -> ConfigRecord:
-    return ConfigRecord({"json": json.dumps(config)})
+def _split(arrays: Payload) -> tuple[Payload, Payload]:
+    """The arrays to pack, and those to leave to Flower as Arrays (big ones)."""
+    packed: Payload = {}
+    rest: Payload = {}
+    total = 0
+    for name, array in arrays.items():
+        if array.nbytes <= PACK_ARRAY_LIMIT and total + array.nbytes <= PACK_TOTAL_LIMIT:
+            packed[name] = array
+            total += array.nbytes
+        else:
+            rest[name] = array
+    return packed, rest
+
+
+def pack_arrays(arrays: Payload, order: list[str] | None = None) -> bytes:
+    """``arrays`` as one byte string: a JSON header (each array's dtype, shape and offset, and
+    the names in ``order``, including any kept out of the string) and the raw bytes. Equal
+    arrays are stored once. Object arrays are refused (their bytes are pointers)."""
+    entries: dict[str, list[Any]] = {}
+    offsets: dict[tuple[str, tuple[int, ...], bytes], int] = {}
+    chunks: list[bytes] = []
+    size = 0
+    for name, value in arrays.items():
+        array = np.asarray(value, order="C")
+        if array.dtype.hasobject:
+            raise ProtocolError(f"array {name!r} has dtype object, which cannot be sent")
+        raw = array.tobytes()
+        key = (array.dtype.str, array.shape, raw)
+        if key not in offsets:
+            offsets[key] = size
+            chunks.append(raw)
+            size += len(raw)
+        entries[name] = [array.dtype.str, list(array.shape), offsets[key]]
+    header = json.dumps({"order": order or list(arrays), "arrays": entries}).encode()
+    return b"".join([_HEADER.pack(len(header)), header, *chunks])
+
+
+def unpack_arrays(blob: bytes) -> tuple[Payload, list[str]]:
+    """The arrays :func:`pack_arrays` packed (writable copies), and the names in order."""
+    (length,) = _HEADER.unpack_from(blob)
+    header = json.loads(blob[_HEADER.size : _HEADER.size + length])
+    data = memoryview(blob)[_HEADER.size + length :]
+    arrays = {}
+    for name, (dtype, shape, offset) in header["arrays"].items():
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        flat = np.frombuffer(data, dtype=dt, count=count, offset=offset)
+        arrays[name] = flat.reshape(shape).copy()
+    return arrays, list(header["order"])
+
+
+#: The prefix of a metric's key in the ``htfl`` record.
+_METRIC = "m."
+
+
+def _metric_values(metrics: dict[str, float]) -> dict[str, float]:
+    """Each figure a double (fixed width on the wire, whatever its value)."""
+    return {_METRIC + k: float(v) for k, v in metrics.items()}
+
+
+def _record(message: Message) -> ConfigRecord:
+    return message.content.config_records.get(RECORD) or ConfigRecord()
+
+
+def set_metrics(content: RecordDict, metrics: dict[str, float]) -> None:
+    """Put ``metrics`` into ``content`` (a reply being built), replacing any there."""
+    kept = (content.config_records.get(RECORD) or {}).items()
+    values = {k: v for k, v in kept if not k.startswith(_METRIC)}
+    content[RECORD] = ConfigRecord({**values, **_metric_values(metrics)})
+
+
+def set_trace(content: RecordDict, samples: np.ndarray) -> None:
+    """Put the device's power samples (one float64 row per sample) into ``content``."""
+    values = dict(content.config_records.get(RECORD) or {})
+    values["power_trace"] = pack_arrays({"samples": np.asarray(samples, dtype=np.float64)})
+    content[RECORD] = ConfigRecord(values)
+
+
+def read_trace(message: Message) -> np.ndarray | None:
+    """The power samples a reply carries (None: it carries none)."""
+    blob = _record(message).get("power_trace")
+    if blob is None:
+        return None
+    return unpack_arrays(bytes(blob))[0]["samples"]  # type: ignore[arg-type]
 
 
 def replace_config(message: Message, config: dict[str, Any]) -> None:
     """Rewrite ``message``'s config in place (the inverse of :func:`read_config`)."""
-    message.content.config_records["config"] = _config_record(config)
+    values = dict(_record(message))
+    values["config"] = json.dumps(config)
+    message.content[RECORD] = ConfigRecord(values)
 
 
 def read_config(message: Message) -> dict[str, Any]:
     try:
-        return json.loads(str(message.content.config_records["config"]["json"]))
+        return json.loads(str(message.content.config_records[RECORD]["config"]))
     except (KeyError, json.JSONDecodeError) as err:
         raise ProtocolError(
             f"{message.metadata.message_type} message has no config: {err}"
@@ -72,11 +182,14 @@ def read_config(message: Message) -> dict[str, Any]:
 
 
 def read_payload(message: Message) -> Payload:
-    records = message.content.array_records
-    if "payload" not in records:
+    blob = _record(message).get("arrays")
+    if blob is None:
         return {}
     try:
-        return {k: arr.numpy() for k, arr in records["payload"].items()}
+        packed, order = unpack_arrays(bytes(blob))  # type: ignore[arg-type]
+        rest: ArrayRecord | dict[str, Array]
+        rest = message.content.array_records.get(PAYLOAD_RECORD) or {}
+        return {k: packed[k] if k in packed else rest[k].numpy() for k in order}
     except Exception as err:
         raise ProtocolError(
             f"{message.metadata.message_type} payload is malformed: {err}"
@@ -84,10 +197,12 @@ def read_payload(message: Message) -> Payload:
 
 
 def read_metrics(message: Message) -> dict[str, float]:
-    records = message.content.metric_records
-    if "metrics" not in records:
-        return {}
-    return {k: float(v) for k, v in records["metrics"].items()}  # type: ignore[arg-type]
+    n = len(_METRIC)
+    return {
+        k[n:]: float(v)  # type: ignore[arg-type]
+        for k, v in _record(message).items()
+        if k.startswith(_METRIC)
+    }
 
 
 def payload_nbytes(payload: Payload) -> int:

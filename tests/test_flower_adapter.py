@@ -187,7 +187,7 @@ def test_an_unrelated_wait_of_the_same_length_is_untouched() -> None:
     state = InMemoryNodeState(store)
     pacer = SuperNodePacer()
     reply = _reply()
-    array = reply.content.array_records["payload"]["w"]
+    array = reply.content.config_records[protocol.RECORD]  # the record with the payload
     late_id = array.object_id
     _store(reply, state, store, late=late_id)  # the array's body is still on its way
     sent_at: list[float] = []
@@ -237,7 +237,7 @@ def test_a_recheck_while_the_worker_is_busy_leaves_its_half_pushed_reply_alone()
     pacer = SuperNodePacer()
     pacer.worker_busy = True
     reply = _reply()
-    array = reply.content.array_records["payload"]["w"]
+    array = reply.content.config_records[protocol.RECORD]  # the record with the payload
     _store(reply, state, store, late=array.object_id)
     sent_at: list[float] = []
 

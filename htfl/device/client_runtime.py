@@ -112,6 +112,8 @@ class ClientRuntime:
     def __call__(self, message: Message, context: Context, timing: TaskTiming) -> Message:
         received = time.perf_counter()
         kind = message.metadata.message_type
+        if kind in (protocol.TRAIN, protocol.EVALUATE) and self.instruments is not None:
+            self.instruments.mark()  # the message's energy interval starts here
         handlers = {
             protocol.PING: self._ping,
             protocol.HELLO: self._hello,
@@ -133,7 +135,7 @@ class ClientRuntime:
             self._add_energy(metrics, timing)
             if self.instruments is not None:  # the meter's samples since the last reply
                 self.instruments.attach_trace(reply.content)
-        reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        protocol.set_metrics(reply.content, metrics)
         # Payload bytes are counted by the SuperNode as it moves the message (flower_adapter).
         return reply
 

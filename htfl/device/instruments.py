@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.app import RecordDict
 
+from htfl import protocol
 from htfl.device.power.energy import IntervalEnergy, attribute
 from htfl.device.power.exporter import PowerCollector
 from htfl.device.power.meter import PowerSample
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Samples kept for per-message energy (at 10 Hz, about 5.5 hours).
 SAMPLE_HISTORY = 200_000
-#: The reply record that carries the power samples taken since the previous reply.
-TRACE_RECORD = "power_trace"
 
 
 def _nan(value: float | None) -> float:
@@ -81,8 +80,26 @@ class DeviceInstruments:
                 self.telemetry.registry.register(PowerCollector([self.sampler]))
 
     def _on_sample(self, sample: PowerSample) -> None:
+        latest = self._samples[-1] if self._samples else None
+        if latest is not None and self._window_means and sample.t > latest.t:
+            # a window mean, as a step: the same power at the start of its window too (the
+            # trapezoid rule, here and on the server, then gives mean x window exactly)
+            start = sample._replace(t=latest.t)
+            self._samples.append(start)
+            self._unsent.append(start)
         self._samples.append(sample)
         self._unsent.append(sample)
+
+    @property
+    def _window_means(self) -> bool:
+        return self.sampler is not None and self.sampler.meter.window_means
+
+    def mark(self) -> None:
+        """An interval starts or ends now: a meter of window means samples at this moment
+        (others sample on their own schedule)."""
+        if self._window_means:
+            assert self.sampler is not None
+            self.sampler.sample_now()
 
     def meter_facts(self) -> dict[str, str]:
         """What the server records about this device's own meter (``devices.json``)."""
@@ -91,7 +108,7 @@ class DeviceInstruments:
         return {"meter_source": self.sampler.source, "meter_scope": self.meter_scope}
 
     def attach_trace(self, content: RecordDict) -> None:
-        """Add the samples taken since the last reply to ``content`` (``power_trace``).
+        """Add the samples taken since the last reply to ``content`` (:func:`protocol.set_trace`).
 
         One float64 row per sample: device-clock time, watts, volts, amps (NaN: not measured).
         The server turns the times into its own clock and appends them to the run's traces.
@@ -107,7 +124,7 @@ class DeviceInstruments:
         except IndexError:
             pass
         array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-        content[TRACE_RECORD] = ArrayRecord({"samples": Array(array)})
+        protocol.set_trace(content, array)
 
     def start(self) -> None:
         """Start the meter and /metrics; a port already taken is a :class:`MetricsPortInUse`."""
@@ -139,7 +156,11 @@ class DeviceInstruments:
         """Energy over a wall-clock interval; waits briefly for the sample that closes it."""
         if self.sampler is None or end <= start:
             return None
+        closed = bool(self._samples) and self._samples[-1].t >= end
+        if not closed:
+            self.mark()
         deadline = time.time() + max(0.25, 3 * self.sampler.interval)
+        pause = 0.002 if self._window_means else min(0.02, self.sampler.interval or 0.02)
         while time.time() < deadline and not (self._samples and self._samples[-1].t >= end):
-            time.sleep(min(0.02, self.sampler.interval or 0.02))
+            time.sleep(pause)
         return attribute(list(self._samples), [(label, start, end)])[0]

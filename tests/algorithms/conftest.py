@@ -67,7 +67,7 @@ def make_clients(
 
 def through_the_wire(payload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A payload as the other side reads it: encoded by ``protocol.content``, deflated into
-    Flower's objects and inflated again (0-d arrays, for one, come back with shape (1,))."""
+    Flower's objects, inflated again and read by ``protocol.read_payload``."""
     from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
     from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 
@@ -76,7 +76,7 @@ def through_the_wire(payload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     content = protocol.content(payload=payload)
     blobs = {oid: obj.deflate() for oid, obj in get_all_nested_objects(content).items()}
     inflated = inflate_object_from_contents(content.object_id, blobs)
-    return {k: a.numpy() for k, a in inflated["payload"].items()}
+    return protocol.read_payload(instruction(inflated))
 
 
 def run_round(server, clients: list[ClientSide]) -> list[Upload]:

@@ -118,3 +118,42 @@ def test_model_validation_and_exited_process():
     proc.wait()
     with pytest.raises(ProcessLookupError):
         SimulatedMeter(idle_watts=1.0, busy_watts=2.0, pid=proc.pid).open()
+
+
+def test_a_coarse_simulated_meter_prices_a_message_exactly(tmp_path):
+    """Samples every 5 s, a message of about half a second: the agent samples where the
+    message starts and ends, and its energy is idle watts x seconds plus the watts per core of
+    the CPU time it used, not a trapezoid across two ticks. The server, from the trace the
+    reply carries, gets the same figure."""
+    from htfl import protocol
+    from htfl.device.instruments import DeviceInstruments
+    from htfl.device.power.energy import attribute
+    from htfl.device.power.meter import PowerSample
+    from tests.algorithms.conftest import instruction
+
+    meter = {"driver": "simulated", "idle_watts": 2, "busy_watts": 10, "interval": 5.0}
+    agent = DeviceInstruments("d-01", "jetson-nano", meter={**meter, "cpu_count": 1})
+    agent.start()
+    try:
+        time.sleep(0.3)  # the first tick
+        start, cpu0 = time.time(), time.process_time()
+        agent.mark()
+        while time.process_time() - cpu0 < 0.4:  # the message's work
+            pass
+        end, cpu1 = time.time(), time.process_time()
+        asked = time.monotonic()
+        energy = agent.energy(start, end, "busy")
+        waited = time.monotonic() - asked
+        reply = protocol.content(metrics={})
+        agent.attach_trace(reply)
+    finally:
+        agent.stop()
+    assert energy is not None and not energy.partial
+    assert waited < 2.5  # the closing sample was taken at once, not at the next 5 s tick
+    expected = 2.0 * (end - start) + 8.0 * (cpu1 - cpu0)
+    assert energy.joules == pytest.approx(expected, rel=0.03, abs=0.05)
+    rows = protocol.read_trace(instruction(reply))
+    assert rows is not None
+    trace = [PowerSample(t, w, v, None, "simulated") for t, w, v, _ in rows.tolist()]
+    (server,) = attribute(trace, [("busy", start, end)])
+    assert server.joules == pytest.approx(energy.joules, rel=1e-9)

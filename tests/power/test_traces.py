@@ -38,8 +38,11 @@ def test_samples_in_a_reply_become_a_server_clock_trace_that_recomputes_the_row(
     samples = [PowerSample(t0 + k * 0.1, 2.0 + (k % 7), 5.0, None, "simulated") for k in range(60)]
     for s in samples:
         agent._on_sample(s)  # what the sampler thread does
+    # a simulated meter's samples are window means, kept (and sent) as steps
+    stored = list(agent._samples)
+    assert len(stored) == 2 * len(samples) - 1
     busy_start, busy_end = t0 + 1.05, t0 + 4.45
-    (device_energy,) = attribute(samples, [("busy", busy_start, busy_end)])
+    (device_energy,) = attribute(stored, [("busy", busy_start, busy_end)])
 
     metrics = {
         "energy_joules": device_energy.joules,
@@ -62,9 +65,9 @@ def test_samples_in_a_reply_become_a_server_clock_trace_that_recomputes_the_row(
 
     assert (row.energy_meter, row.energy_scope) == ("simulated", "board")
     assert parse_spans(row.energy_spans) == [(busy_start - OFFSET, busy_end - OFFSET)]
-    assert row.power_trace_bytes == 60 * 4 * 8
+    assert row.power_trace_bytes == len(stored) * 4 * 8
     trace = list(read_trace(tmp_path / "power" / "nano-01.csv"))
-    assert [r.t for r in trace] == [s.t - OFFSET for s in samples]
+    assert [r.t for r in trace] == [s.t - OFFSET for s in stored]
     assert trace[0].amps is None and trace[0].volts == 5.0 and trace[0].scope == "board"
     (again,) = recompute(tmp_path)
     assert again.recomputed == pytest.approx(device_energy.joules, rel=1e-9)

@@ -113,6 +113,14 @@ class Meter(abc.ABC):
     def close(self) -> None:
         """Release the link. Never raises; safe to call twice."""
 
+    #: True when each sample is the meter's *mean* power since its previous sample (a model
+    #: computed from counters, like the simulated meter's CPU time), not a reading at one
+    #: instant. Its energy over a window is then exactly mean x window whatever the spacing,
+    #: so it can sample coarsely and add a sample where an interval ends
+    #: (:meth:`~htfl.device.power.sampler.Sampler.sample_now`), and it is recorded as steps
+    #: (each mean at both ends of its window) so that the trapezoid rule gives that energy.
+    window_means: ClassVar[bool] = False
+
     #: True when :meth:`request` / :meth:`collect` are implemented as two phases, so that a
     #: paced sampler can send a request, sleep, and pick up the (already arrived) reply with a
     #: single wake-up per sample.

@@ -89,6 +89,9 @@ class Sampler(threading.Thread):
         self.backoff_delays: list[float] = []  # waits of the latest (re)connection attempt
         self._buffer: collections.deque[PowerSample] = collections.deque(maxlen=buffer_size)
         self._stop_event = threading.Event()
+        #: Set to end the current wait early: by :meth:`stop`, or :meth:`sample_now`.
+        self._wake = threading.Event()
+        self._poked = False
         self._lost_since: float | None = None
         self._sampled_since_connect = True
         self._loss_streak = 0
@@ -142,9 +145,19 @@ class Sampler(threading.Thread):
         except IndexError:
             return out
 
+    def sample_now(self) -> None:
+        """Take the next sample now rather than at its tick (the schedule restarts from it).
+
+        For a meter whose samples are window means (:attr:`Meter.window_means`): a sample at
+        the moment an interval ends closes the interval exactly, however coarse the interval
+        between samples, and without waiting for the next tick.
+        """
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to finish, wait for it, and close the meter."""
         self._stop_event.set()
+        self._wake.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
         self.meter.close()
@@ -158,10 +171,13 @@ class Sampler(threading.Thread):
         """Sleep up to ``seconds``; True if asked to stop meanwhile."""
         if seconds <= 0:
             return self._stop_event.is_set()
-        if seconds < 0.02:
+        if seconds < 0.02 and not self._wake.is_set():
             time.sleep(seconds)
             return self._stop_event.is_set()
-        return self._stop_event.wait(seconds)
+        if self._wake.wait(seconds):
+            self._wake.clear()
+            self._poked = True
+        return self._stop_event.is_set()
 
     def _connect(self) -> bool:
         """Open the meter, retrying with backoff; False if asked to stop first."""
@@ -220,8 +236,9 @@ class Sampler(threading.Thread):
                 next_due = None
             if interval > 0:
                 now = time.monotonic()
-                if next_due is None or now - next_due > self.max_lag:
+                if next_due is None or now - next_due > self.max_lag or self._poked:
                     next_due = now  # (re)start the schedule instead of bursting to catch up
+                self._poked = False
             stopping = False
             try:
                 if retry_now:
@@ -278,6 +295,8 @@ class Sampler(threading.Thread):
             dt = sample.t - prev.t
             if self._lost_since is not None:
                 self._record_gap(Gap(self._lost_since, sample.t, "disconnect"))
+            elif self.meter.window_means:  # a mean covers its window, however long
+                self.energy_joules += sample.watts * max(dt, 0.0)
             elif dt > self._period_limit:
                 self._record_gap(Gap(prev.t, sample.t, "gap"))
                 self._note_period(dt)  # the median shrugs off a few; a wrong limit does not stick

@@ -36,7 +36,6 @@ from htfl.workstation.server.selection import Device
 
 log = logging.getLogger(__name__)
 
-TRACE_RECORD = "power_trace"  # the reply record the agent fills (htfl.device.instruments)
 
 
 def format_spans(spans: Sequence[tuple[float, float]]) -> str:
@@ -92,10 +91,9 @@ class RunPower:
         scope = str(device.info.get("meter_scope", ""))
         if meter and "energy_joules" in m:
             row.energy_meter, row.energy_scope = meter, scope
-        record = reply.content.array_records.get(TRACE_RECORD)
-        if record is None or "samples" not in record:
+        samples = protocol.read_trace(reply)
+        if samples is None:
             return
-        samples = record["samples"].numpy()
         row.power_trace_bytes = (row.power_trace_bytes or 0) + int(samples.nbytes)
         self.traces.append(
             device.name,

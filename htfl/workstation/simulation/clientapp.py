@@ -157,7 +157,7 @@ class VirtualClient:
         # place is the reply's final size.
         figures = (phase, *MODELLED_FIGURES, *(("step_seconds",) if train else ()))
         metrics.update(dict.fromkeys(figures, 0.0))
-        reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        protocol.set_metrics(reply.content, metrics)
         bytes_down, bytes_up = wire_bytes(message), wire_bytes(reply)
         cost = model_cost(self.device_class, host, bytes_down, bytes_up)
         metrics[phase] = cost.compute_seconds
@@ -172,7 +172,7 @@ class VirtualClient:
         metrics["modelled_bytes_down"] = float(bytes_down)
         metrics["modelled_bytes_up"] = float(bytes_up)
         metrics["modelled"] = 1.0
-        reply.content["metrics"] = protocol.content(metrics=metrics)["metrics"]
+        protocol.set_metrics(reply.content, metrics)
 
 
 #: The reply figures :meth:`VirtualClient._model` writes besides the phase's seconds.

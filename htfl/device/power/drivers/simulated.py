@@ -57,6 +57,7 @@ class SimulatedMeter(Meter):
     """Power model of a device class, driven by the CPU utilisation of a process tree."""
 
     driver = "simulated"
+    window_means = True  # utilisation is measured over the window since the last read
 
     def __init__(
         self,
