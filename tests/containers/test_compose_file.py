@@ -103,6 +103,11 @@ def test_each_device_is_an_agent_of_its_class_under_its_profile(lab):
     assert doc["x-htfl"]["time_dilation"] == pytest.approx(plan.time_dilation, rel=1e-3)
     assert "superlink-state:/var/lib/flwr/state" in services["superlink"]["volumes"]
     assert "cpus" not in services["link"]  # the network waits for no device's CPU
+    # the relay paces the bandwidth itself, unless the kernel's htb does (below)
+    assert all(d["pace"] for d in spec["devices"])
+    htb_doc = compose_document(hosts, plan, ComposeOptions(monitoring="off", bandwidth="htb"))
+    relay = htb_doc["services"]["link"]["command"]
+    assert not any(d["pace"] for d in json.loads(relay[-1])["devices"])
 
 
 def test_with_netem_devices_dial_the_superlink_and_no_relay_runs(lab):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import yaml
 from htfl.devices import device_class
 from htfl.ports import free_port
 from htfl.workstation.fleet.base_image import podman_env
+from htfl.workstation.fleet.netem import peer_interface
 from htfl.workstation.fleet.profiles import plan_fleet
 from tests.support.experiments import cnn4_experiment
 
@@ -128,6 +130,19 @@ def rtt_ms(project: str, address: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def cpu_limits(pid: int) -> tuple[int, int]:
+    """(quota, period) in µs of the CPU cgroup process ``pid`` runs in (v1 or v2)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            group = Path("/sys/fs/cgroup/cpu" + path)
+            quota = int((group / "cpu.cfs_quota_us").read_text())
+            return quota, int((group / "cpu.cfs_period_us").read_text())
+    path = Path(f"/proc/{pid}/cgroup").read_text().split("::", 1)[1].strip()
+    quota_s, period_s = (Path("/sys/fs/cgroup" + path) / "cpu.max").read_text().split()
+    return int(quota_s), int(period_s)
+
+
 def established_ports(project: str) -> set[int]:
     """Local ports of the link container's established IPv4 TCP connections."""
     table = podman("exec", f"{project}-link", "cat", "/proc/net/tcp")
@@ -177,6 +192,14 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
             config = json.loads(podman("inspect", f"{project}-{name}"))[0]["HostConfig"]
             cores = config["CpuQuota"] / config["CpuPeriod"]
             assert cores == pytest.approx(plan.device(name).cpu_cores, abs=0.002), name
+            # the period follows the quota (equal bursts between throttles for every class):
+            # set after start (podman update), so read from the container's cgroup (podman 4.3's
+            # inspect keeps the period it was created with)
+            limits = plan.device(name)
+            got = cpu_limits(
+                int(podman("inspect", "--format", "{{.State.Pid}}", f"{project}-{name}"))
+            )
+            assert got == (limits.cpu_quota_us, limits.cpu_period_us), name
             assert config["Memory"] == device_class(cls).profile.memory_mb * 2**20, name
 
         # links: each device dials its own port of the link relay (no netem here), which
@@ -198,6 +221,20 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
         while not set(ports.values()) <= (seen := established_ports(project)):
             assert time.monotonic() < deadline, (ports, seen)
             time.sleep(1.0)
+        # the kernel paces each device's bandwidth: htb classes on the link container's eth0
+        # (downloads, from its port) and on the host's end of its veth (uploads, to its port)
+        link_pid = int(podman("inspect", "--format", "{{.State.Pid}}", f"{project}-link"))
+        peer = peer_interface(link_pid)
+        assert "links: relay, bandwidth: kernel htb" in up.stdout, up.stdout
+        for argv, direction in (
+            (["nsenter", "-t", str(link_pid), "-n", "tc", "filter", "show", "dev", "eth0"], 0),
+            (["tc", "filter", "show", "dev", peer], 1),
+        ):
+            shown = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            # u32 shows the port as hex: sport in the high half, dport in the low half
+            matched = {int(m, 16) for m in re.findall(r"match ([0-9a-f]{8})/", shown)}
+            want = {p << 16 if direction == 0 else p for p in ports.values()}
+            assert want <= matched, (argv, shown)
 
         exp = tmp_path / "containers.toml"
         exp.write_text(experiment(port))
@@ -211,6 +248,7 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
         assert summary["time_dilation"] == pytest.approx(plan.time_dilation)
         assert summary["emulation"]["engine"] == "compose"
         assert summary["emulation"]["applied"]["link"].startswith("relay")
+        assert "bandwidth: kernel htb" in summary["emulation"]["applied"]["link"]
         for row in json.loads((out / "devices.json").read_text()):
             limits = row["emulation"]
             assert limits["time_dilation"] == pytest.approx(plan.time_dilation), row["device"]
@@ -238,6 +276,8 @@ def test_three_devices_in_containers_run_an_experiment_and_leave_nothing(image, 
         down = htfl("fleet", "down", "--project", project)
     assert down.returncode == 0, down.stdout + down.stderr
     assert project_leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    # the htb classes went with the link container's interfaces
+    assert not (Path("/sys/class/net") / peer).exists()
 
 
 def test_a_device_whose_container_exits_is_named_and_the_lab_taken_down(image, tmp_path):

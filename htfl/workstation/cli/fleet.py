@@ -142,13 +142,17 @@ def _compose_fleet(args: argparse.Namespace, **opts: Any) -> ComposeFleet:
 
 
 def _up_compose(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, port: int) -> int:
+    from htfl.workstation.fleet import htb
     from htfl.workstation.fleet.containers import FleetError
     from htfl.workstation.fleet.emulation import plan_record, write_lab
     from htfl.workstation.fleet.netem import netem_available
 
     repo = Path(__file__).resolve().parents[3]
-    # the kernel's netem where it has it, else the relay (a `link` service)
+    # the kernel's netem where it has it, else the relay (a `link` service), its bandwidth paced
+    # by the kernel's htb where root and tc allow
     link = "netem" if netem_available() else "relay"
+    no_htb = htb.unavailable_reason()
+    bandwidth = "htb" if link == "relay" and no_htb is None else "relay"
     fleet = _compose_fleet(
         args,
         port=port,
@@ -157,26 +161,34 @@ def _up_compose(args: argparse.Namespace, hosts: list[Host], plan: FleetPlan, po
         config_dir=str(WORKDIR.resolve() / args.project),
         monitoring="on" if args.monitoring else "off",
         link=link,
+        bandwidth=bandwidth,
     )
     start = time.monotonic()
     try:
         fleet.up(hosts, plan, timeout=args.timeout)
     except FleetError as err:
         return _fail(args, str(err))
+    paced = (
+        "kernel htb classes on the link container's ports"
+        if bandwidth == "htb"
+        else f"paced by the relay ({no_htb})"
+    )
     applied = {
-        "cpu": "compose cpus (the container's CFS quota)",
+        "cpu": "compose cpus (the container's CFS quota)"
+        + (", period per device (podman update)" if fleet.engine == "podman" else ""),
         "memory": "compose mem_limit (the container's memory cap)",
         "link": "netem on each container's interface and its host end"
         if link == "netem"
         else "relay (the lab's link service, htfl.workstation.fleet.relay; "
-        "this kernel has no netem qdisc)",
+        f"this kernel has no netem qdisc); bandwidth: {paced}",
     }
     record = {"engine": "compose", **plan_record(plan, applied)}
     write_lab(fleet.workdir, "compose", f"127.0.0.1:{port}", record)
     print(
         f"{len(hosts)} devices up in {time.monotonic() - start:.0f} s ({fleet.engine}); "
         f"SuperLink at 127.0.0.1:{port}; time dilation {plan.time_dilation:.3g}; "
-        f"links: {link}; compose file {fleet.compose_file}"
+        f"links: {link}{', bandwidth: kernel htb' if bandwidth == 'htb' else ''}; "
+        f"compose file {fleet.compose_file}"
     )
     return 0
 

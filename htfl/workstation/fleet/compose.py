@@ -11,7 +11,9 @@ each class (``python -m htfl.workstation.fleet.compose``; a test keeps it curren
 
 Links: by default each device dials the SuperLink through its own port of a ``link`` service,
 the same relay the processes engine uses (:mod:`htfl.workstation.fleet.relay`: bandwidth,
-latency, jitter, loss per device and direction), outside every device's CPU quota. With
+latency, jitter, loss per device and direction), outside every device's CPU quota; with
+``bandwidth="htb"`` (``htfl fleet up`` as root) the kernel paces the bandwidth instead, by
+htb classes on the link container's ports (:mod:`htfl.workstation.fleet.htb`). With
 ``link="netem"`` (``htfl fleet up`` chooses it where the kernel has netem) devices dial the
 SuperLink directly and :mod:`htfl.workstation.fleet.netem` shapes each container's interface.
 """
@@ -104,6 +106,9 @@ class ComposeOptions:
     #: how links are shaped: "relay" (a link service, every kernel), "netem" (devices dial the
     #: SuperLink directly; the fleet sets netem on their interfaces) or "off"
     link: str = "relay"
+    #: who paces the relay's bandwidth: "relay" (itself) or "htb" (the kernel: the fleet sets
+    #: htb classes on the link container's ports once it runs; root and tc needed)
+    bandwidth: str = "relay"
 
 
 def link_ports(plan: FleetPlan) -> dict[str, int]:
@@ -120,7 +125,13 @@ def link_service(plan: FleetPlan, opts: ComposeOptions) -> dict[str, Any]:
         "host": "0.0.0.0",
         "seed": 0,
         "devices": [
-            {"name": d.name, "port": ports[d.name], "link": asdict(d.link)} for d in plan.devices
+            {
+                "name": d.name,
+                "port": ports[d.name],
+                "link": asdict(d.link),
+                "pace": opts.bandwidth != "htb",  # where htb paces, latency and loss only
+            }
+            for d in plan.devices
         ],
     }
     return {

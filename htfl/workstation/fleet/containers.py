@@ -126,9 +126,55 @@ class ComposeFleet:
             self.wait_ready([h.name for h in hosts], timeout)
             if self.opts.link == "netem":
                 self.shape_links(plan)
+            if self.opts.link == "relay" and self.opts.bandwidth == "htb":
+                self.shape_bandwidth(plan)
+            if self.engine == "podman":
+                self.set_cpu_periods(plan)
         except BaseException:
             self.down()
             raise
+
+    def _pid(self, container: str) -> int:
+        done = self._engine("inspect", "--format", "{{.State.Pid}}", container)
+        return int(done.stdout.strip())
+
+    def shape_bandwidth(self, plan: FleetPlan) -> None:
+        """htb classes pacing each device's port of the ``link`` container, both ways
+        (``bandwidth="htb"``; the relay there then adds latency, jitter and loss only). They go
+        with the container's interfaces at ``down``."""
+        from htfl.workstation.fleet import htb
+        from htfl.workstation.fleet.compose import link_ports
+        from htfl.workstation.fleet.netem import peer_interface
+
+        ports = link_ports(plan)
+        try:
+            pid = self._pid(f"{self.opts.project}-link")
+            rates = {ports[d.name]: d.link.bandwidth_bit_s for d in plan.devices}
+            htb.shape_link_container(pid, peer_interface(pid), rates)
+        except (ValueError, RuntimeError, subprocess.SubprocessError) as err:
+            raise FleetError(
+                f"link: cannot pace the devices' bandwidth with tc htb: {err}"
+            ) from None
+
+    def set_cpu_periods(self, plan: FleetPlan) -> None:
+        """Each device container's CFS period and quota as the plan has them (compose's
+        ``cpus`` gives every container the default 100 ms period; see
+        ``htfl.workstation.fleet.profiles.CPU_BURST_US`` for why the period follows the quota).
+        podman only: Docker refuses a period beside ``cpus``."""
+        for d in plan.devices:
+            done = self._engine(
+                "update",
+                "--cpu-period",
+                str(d.cpu_period_us),
+                "--cpu-quota",
+                str(d.cpu_quota_us),
+                f"{self.opts.project}-{d.name}",
+            )
+            if done.returncode != 0:
+                raise FleetError(
+                    f"device {d.name}: cannot set its CPU period and quota: "
+                    f"{(done.stderr or done.stdout).strip()}"
+                )
 
     def shape_links(self, plan: FleetPlan) -> None:
         """netem on every device container's interface and its host end (``link="netem"``,
@@ -136,10 +182,8 @@ class ComposeFleet:
         from htfl.workstation.fleet.netem import shape_container
 
         for d in plan.devices:
-            container = f"{self.opts.project}-{d.name}"
-            done = self._engine("inspect", "--format", "{{.State.Pid}}", container)
             try:
-                shape_container(int(done.stdout.strip()), d.link)
+                shape_container(self._pid(f"{self.opts.project}-{d.name}"), d.link)
             except (ValueError, RuntimeError, subprocess.SubprocessError) as err:
                 detail = getattr(err, "stderr", "") or ""
                 raise FleetError(
