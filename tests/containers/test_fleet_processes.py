@@ -4,6 +4,7 @@ stopped by `down` from another shell, with nothing of it left running."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from htfl.ports import free_port
+from htfl.workstation.fleet import htb
 from tests.integration.conftest import fleet_processes
 
 pytestmark = pytest.mark.integration
@@ -67,6 +69,12 @@ def test_processes_lab_up_status_down(tmp_path: Path) -> None:
         lab = json.loads(lab_file.read_text())
         assert lab["engine"] == "processes" and sorted(lab["devices"]) == sorted(devices)
         assert lab["time_dilation"] >= 1 and lab["superlink"].startswith("127.0.0.1:")
+        share = htb.STATE_DIR / "none"
+        if os.geteuid() == 0:  # the kernel paces each device's bandwidth: htb classes on lo
+            assert "bandwidth: kernel htb" in lab["applied"]["link"], lab["applied"]
+            (share,) = [p for p in htb.STATE_DIR.glob(f"{up.pid}-*.json")]
+            ours = json.loads(share.read_text())["minors"]
+            assert len(ours) == 2 * len(devices) and set(ours) <= htb.class_minors("lo")
         status = htfl(tmp_path, "fleet", "status", "--engine", "processes", "--project", "lab")
         assert all(name in status.stdout for name in devices), status.stdout
         assert fleet_processes(tmp_path)  # SuperLink and agents, by their FLWR_HOME
@@ -79,3 +87,9 @@ def test_processes_lab_up_status_down(tmp_path: Path) -> None:
             up.wait(60)
     assert not state.exists() and not (state.parent / "lab.json").exists()
     assert fleet_processes(tmp_path) == []
+    if os.geteuid() == 0:  # `down` took its htb classes off lo (ids another fleet took since
+        assert not share.exists()  # then aside)
+        others = {
+            m for p in htb.STATE_DIR.glob("*.json") for m in json.loads(p.read_text())["minors"]
+        }
+        assert not (set(ours) & htb.class_minors("lo")) - others
