@@ -94,12 +94,18 @@ class DeviceInstruments:
     def _window_means(self) -> bool:
         return self.sampler is not None and self.sampler.meter.window_means
 
-    def mark(self) -> None:
-        """An interval starts or ends now: a meter of window means samples at this moment
-        (others sample on their own schedule)."""
-        if self._window_means:
-            assert self.sampler is not None
-            self.sampler.sample_now()
+    def mark(self, wait: float = 0.25) -> None:
+        """An interval starts or ends now: a meter of window means samples at this moment,
+        and this waits up to ``wait`` seconds for that sample (work started before it would
+        be counted in the window before). Other meters sample on their own schedule."""
+        if not self._window_means:
+            return
+        assert self.sampler is not None
+        now = time.time()
+        self.sampler.sample_now()
+        deadline = now + wait
+        while not (self._samples and self._samples[-1].t >= now) and time.time() < deadline:
+            time.sleep(0.001)
 
     def meter_facts(self) -> dict[str, str]:
         """What the server records about this device's own meter (``devices.json``)."""
@@ -156,9 +162,8 @@ class DeviceInstruments:
         """Energy over a wall-clock interval; waits briefly for the sample that closes it."""
         if self.sampler is None or end <= start:
             return None
-        closed = bool(self._samples) and self._samples[-1].t >= end
-        if not closed:
-            self.mark()
+        if self._window_means and not (self._samples and self._samples[-1].t >= end):
+            self.sampler.sample_now()  # the sample that closes the interval, now
         deadline = time.time() + max(0.25, 3 * self.sampler.interval)
         pause = 0.002 if self._window_means else min(0.02, self.sampler.interval or 0.02)
         while time.time() < deadline and not (self._samples and self._samples[-1].t >= end):

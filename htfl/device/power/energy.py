@@ -5,7 +5,8 @@ Everything here is a pure function of its arguments.
 Power between two consecutive samples is taken to vary linearly (the trapezoid rule), and an
 interval boundary that falls between two samples is handled by interpolating linearly at the
 boundary. Where the samples are too far apart to trust - more than ``gap_factor`` times the
-median sample period - the stretch is *not* interpolated: it is reported as a :class:`Gap`,
+median sample period, unless the stretch is one window mean kept as a step (see
+``Meter.window_means``) - the stretch is *not* interpolated: it is reported as a :class:`Gap`,
 contributes no energy, and the interval is marked ``partial``. The same happens for the parts
 of an interval before the first or after the last sample (``reason="no-data"``) and, by
 default, next to samples taken while charging (``reason="charging"``; see
@@ -62,9 +63,15 @@ class IntervalEnergy:
         return self.joules / self.covered_seconds if self.covered_seconds > 0 else math.nan
 
 
+def _time(point: tuple) -> float:
+    """Sort key: time only. Two samples at one instant (a step: a window mean's end and the
+    next window's start) keep their order; sorting by watts too would swap a step down."""
+    return point[0]
+
+
 def trapezoid(samples: Iterable[PowerSample]) -> float:
     """Plain trapezoid integral in joules over the samples (sorted by time, no gap checks)."""
-    pts = sorted((s.t, s.watts) for s in samples)
+    pts = sorted(((s.t, s.watts) for s in samples), key=_time)
     total = 0.0
     for (t0, w0), (t1, w1) in zip(pts, pts[1:], strict=False):
         total += (w0 + w1) * 0.5 * (t1 - t0)
@@ -124,7 +131,7 @@ def attribute(
     """
     if gap_factor <= 0:
         raise ValueError("gap_factor must be positive")
-    pts = sorted((s.t - clock_offset, s.watts, s.charging) for s in samples)
+    pts = sorted(((s.t - clock_offset, s.watts, s.charging) for s in samples), key=_time)
     ts = [p[0] for p in pts]
     periods = [b - a for a, b in zip(ts, ts[1:], strict=False) if b > a]
     limit = gap_factor * statistics.median(periods) if periods else math.inf
@@ -146,13 +153,16 @@ def attribute(
             while i < n - 1 and ts[i] < b:
                 t0, w0, c0 = pts[i]
                 t1, w1, c1 = pts[i + 1]
+                # a window mean, kept as a step (the same watts at both ends, the first end
+                # sharing its instant with the sample before): exact however long, no gap
+                step = w0 == w1 and i > 0 and pts[i - 1][0] == t0
                 i += 1
                 lo = t0 if t0 > a else a
                 hi = t1 if t1 < b else b
                 if hi <= lo or t1 <= t0:
                     continue
                 span = t1 - t0
-                if span > limit:
+                if span > limit and not step:
                     _add_gap(gaps, lo, hi, "gap")
                 elif exclude_charging and (c0 or c1):
                     _add_gap(gaps, lo, hi, "charging")
