@@ -57,6 +57,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -407,6 +408,12 @@ def main() -> int:
         metavar="METHOD.KEY=VALUE",
         help="an htfl method parameter over the preset (TOML value), e.g. fedgen.lamda=0",
     )
+    parser.add_argument(
+        "--htfllib-args",
+        default="",
+        help="more main.py flags for HtFLlib's side, after the method's (the later wins), "
+        "e.g. '-mu 0' beside --set fedktl.mu=0",
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep scratch files and logs here")
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="per HtFLlib run, s")
     args = parser.parse_args()
@@ -497,7 +504,8 @@ def main() -> int:
                         run_htfllib(
                             method, tree, args.python, args.dataset, args.family,
                             args.feature_dim, args.rounds, manifest.num_clients,
-                            manifest.num_classes, args.timeout, s, h_extra.get(method, ()),
+                            manifest.num_classes, args.timeout, s,
+                            (*h_extra.get(method, ()), *shlex.split(args.htfllib_args)),
                         )
                         for s in h_seeds
                     ]  # fmt: skip
