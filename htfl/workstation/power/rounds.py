@@ -37,7 +37,6 @@ from htfl.workstation.server.selection import Device
 log = logging.getLogger(__name__)
 
 
-
 def format_spans(spans: Sequence[tuple[float, float]]) -> str:
     return ";".join(f"{start!r}:{end!r}" for start, end in spans)
 
