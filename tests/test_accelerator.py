@@ -44,12 +44,7 @@ BEFORE_PLACEMENT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clients_for(name: str, settings: TrainSettings, generator: Path, num_clients: int = 2):

@@ -48,13 +48,7 @@ HTFLLIB_COUNTS = {
 HTFLLIB_GLOBAL_COUNT = 878_538
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine a second one only spins."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _shape(arch: str) -> tuple[int, ...]:

@@ -21,13 +21,8 @@ SETTINGS = TrainSettings(batch_size=16, learning_rate=0.05, momentum=0.9)
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine a second
-    thread only spins."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _every_test_on_one_torch_thread(one_torch_thread):
+    """tests/conftest.py's one_torch_thread for every algorithm test."""
 
 
 @pytest.fixture(scope="session")

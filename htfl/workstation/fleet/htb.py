@@ -38,6 +38,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 STATE_DIR = Path("/run/htfl/htb-lo")
 LOOPBACK = "lo"
 ROOT_HANDLE = "1:"
@@ -117,16 +119,6 @@ def _locked(state_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -209,7 +201,7 @@ def _undo(dev: str, share: dict) -> None:
 def _collect_stale(state_dir: Path, dev: str) -> None:
     """Undo the shares of fleets whose process has gone (killed before they cleaned up)."""
     for share in _shares(state_dir):
-        if share.get("dev") == dev and not _alive(int(share.get("pid", 0))):
+        if share.get("dev") == dev and not psutil.pid_exists(int(share.get("pid", 0))):
             _undo(dev, share)
             Path(share["path"]).unlink(missing_ok=True)
     _drop_root_if_unused(state_dir, dev)
