@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from htfl.models.base import IncompatibleInputError, SplitModel
 from htfl.models.htfllib import FAMILIES, HTC_HEADS, HTFLLIB_ARCHITECTURES, IMG8, htc_name
+from htfl.models.htfllib_mlp import linear_relu_stack
 
 __all__ = ["HTC_ARCHITECTURES", "HtFLlibHead"]
 
@@ -36,11 +37,7 @@ class HtFLlibHead(nn.Module):
 
     def __init__(self, feature_dim: int, hidden: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
-        widths = (feature_dim, *hidden, num_classes)
-        layers: list[nn.Module] = []
-        for i, o in zip(widths, widths[1:], strict=False):
-            layers += [nn.Linear(i, o), nn.ReLU(inplace=True)]
-        self.fc = nn.Sequential(*layers)
+        self.fc = linear_relu_stack((feature_dim, *hidden, num_classes), inplace=True)
 
     def forward(self, rep: Tensor) -> Tensor:
         return self.fc(rep)

@@ -29,16 +29,20 @@ __all__ = ["AMAZON_FEATURES", "MLP_ARCHITECTURES", "amazon_name"]
 AMAZON_FEATURES, ENCODER_OUT = 5000, 100
 
 
+def linear_relu_stack(widths: tuple[int, ...], *, inplace: bool = False) -> nn.Sequential:
+    """HtFLlib's Linear-ReLU pairs through ``widths`` (its MLP encoders and its ``Head``)."""
+    layers: list[nn.Module] = []
+    for i, o in zip(widths, widths[1:], strict=False):
+        layers += [nn.Linear(i, o), nn.ReLU(inplace=inplace)]
+    return nn.Sequential(*layers)
+
+
 class AmazonMLPFeatures(nn.Module):
     """``encoder`` (Linear-ReLU pairs to 100), then ``fc``: the pool to ``d``."""
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], feature_dim: int) -> None:
         super().__init__()
-        widths = (in_features, *hidden, ENCODER_OUT)
-        layers: list[nn.Module] = []
-        for i, o in zip(widths, widths[1:], strict=False):
-            layers += [nn.Linear(i, o), nn.ReLU()]
-        self.encoder = nn.Sequential(*layers)
+        self.encoder = linear_relu_stack((in_features, *hidden, ENCODER_OUT))
         self.fc = nn.AdaptiveAvgPool1d(feature_dim)
 
     def forward(self, x: Tensor) -> Tensor:
