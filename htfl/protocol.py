@@ -173,12 +173,34 @@ def replace_config(message: Message, config: dict[str, Any]) -> None:
 
 
 def read_config(message: Message) -> dict[str, Any]:
+    records = message.content.config_records
+    if RECORD not in records and (problem := _older_layout(message)) is not None:
+        raise ProtocolError(problem)
     try:
         return json.loads(str(message.content.config_records[RECORD]["config"]))
     except (KeyError, json.JSONDecodeError) as err:
         raise ProtocolError(
             f"{message.metadata.message_type} message has no config: {err}"
         ) from None
+
+
+def _older_layout(message: Message) -> str | None:
+    """Name the mismatch when ``message`` comes from an htfl that wrote the layout before this
+    one (a ``config`` record holding JSON under ``json``): a device not provisioned again after
+    the workstation's htfl was updated, which would otherwise read as a malformed message."""
+    old = message.content.config_records.get("config")
+    if old is None or "json" not in old:
+        return None
+    try:
+        name = json.loads(str(old["json"])).get("device_name")
+    except (json.JSONDecodeError, AttributeError):
+        name = None
+    who = f"device {name!r}" if name else "its sender"
+    return (
+        f"{message.metadata.message_type} message from {who} is in an older htfl's message "
+        f"layout ('config' record; this htfl reads '{RECORD}'): the device and the workstation "
+        "must run the same htfl; install it on the device again (htfl deploy provision)"
+    )
 
 
 def read_payload(message: Message) -> Payload:

@@ -100,3 +100,16 @@ def test_equal_arrays_are_packed_once_and_object_arrays_refused() -> None:
 def test_a_message_without_config_is_a_protocol_error() -> None:
     with pytest.raises(protocol.ProtocolError, match="train message has no config"):
         protocol.read_config(instruction(protocol.content(payload={})))
+
+
+def test_a_reply_in_the_older_layout_names_the_device_and_the_remedy() -> None:
+    """A board provisioned before the layout changed answers hello with a ``config`` record
+    holding its JSON under ``json`` (the layout before the ``htfl`` record); built here by hand
+    from that description, not with htfl's writer."""
+    from flwr.app import ConfigRecord, RecordDict
+
+    old = RecordDict({"config": ConfigRecord({"json": '{"device_name": "nano-03"}'})})
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.read_config(instruction(old))
+    text = str(err.value)
+    assert "'nano-03'" in text and "older htfl" in text and "htfl deploy provision" in text

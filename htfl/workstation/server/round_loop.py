@@ -214,6 +214,11 @@ class RoundLoop:
         }
         return _message(p, protocol.SETUP, config)
 
+    def _ignore_unreadable(self, node: int, reason: str) -> None:
+        """A node that joined mid-run speaking another htfl: named in the log, never sent work."""
+        log.warning("node %s is ignored: %s", node, reason)
+        self.results.progress(event="ignored_node", node_id=node, reason=reason)
+
     def rejoin(self) -> None:
         """Nodes that connected since the last round: a participant whose agent restarted
         (power loss, update) is set up again on its new node and continues with its own model
@@ -224,7 +229,9 @@ class RoundLoop:
             return
         self._asked.update(new)
         by_name = {p.device.name: p for p in self.participants}
-        for device in selection.discover(self.grid, new, self.exp.devices.deadline_seconds):
+        for device in selection.discover(
+            self.grid, new, self.exp.devices.deadline_seconds, self._ignore_unreadable
+        ):
             old = by_name.get(device.name)
             if old is None:
                 log.warning(

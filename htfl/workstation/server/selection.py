@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flwr.app import Message
@@ -44,8 +45,18 @@ def wait_for_nodes(grid: Grid, needed: int, timeout_seconds: float) -> list[int]
         time.sleep(0.2)
 
 
-def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> list[Device]:
-    """Ask every node who it is (``query.hello``); nodes that do not answer are left out."""
+def discover(
+    grid: Grid,
+    nodes: list[int],
+    timeout_seconds: float = 30.0,
+    on_unreadable: Callable[[int, str], None] | None = None,
+) -> list[Device]:
+    """Ask every node who it is (``query.hello``); nodes that do not answer are left out.
+
+    A node whose answer this htfl cannot read (another htfl version on the device) is passed
+    to ``on_unreadable`` with the reason and left out; without one it is a
+    :class:`DeviceSelectionError` naming the node, before anything starts.
+    """
     messages = [
         Message(protocol.content(config={}), dst_node_id=n, message_type=protocol.HELLO)
         for n in nodes
@@ -54,7 +65,13 @@ def discover(grid: Grid, nodes: list[int], timeout_seconds: float = 30.0) -> lis
     result = exchange(grid, messages, deadline_seconds=wall_deadline(grid, timeout_seconds))
     devices = []
     for node, reply in result.replies.items():
-        info = protocol.read_config(reply)
+        try:
+            info = protocol.read_config(reply)
+        except protocol.ProtocolError as err:
+            if on_unreadable is None:
+                raise DeviceSelectionError(f"node {node}: {err}") from None
+            on_unreadable(node, str(err))
+            continue
         device_time = protocol.read_metrics(reply).get("device_time", 0.0)
         midpoint = (result.sent_at + result.received_at[node]) / 2
         devices.append(
