@@ -142,8 +142,7 @@ np.savez(out, **arrays)
 #: outside any package registry, and htfl's side has only an untrained generator too; argv: out
 HTFLLIB_GENERATOR = """
 import pickle, sys, torch
-sys.path.insert(0, ".")
-from training import networks_stylegan2
+from training import networks_stylegan2  # run with -c in stylegan-utils: its dir is on the path
 torch.manual_seed(0)
 G = networks_stylegan2.Generator(
     z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
