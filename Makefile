@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast typecheck lint bench clean
+.PHONY: setup demo test test-fast test-qemu typecheck lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
+# Only the emulated arm64 board (tests/deploy/test_aarch64_qemu.py, root; part of `make test`):
+# every arm64 instruction of its provisioning and round runs under QEMU (about 10 minutes on an
+# idle 2-core machine once its rootfs is cached, far more under load).
+test-qemu: setup
+	$(BIN)/python -m pytest -q -rA -s -m qemu tests/deploy/test_aarch64_qemu.py
 
 typecheck: setup
 	$(BIN)/python -m mypy

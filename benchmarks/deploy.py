@@ -34,7 +34,14 @@ from tests.support.sshfleet import SshFleet, missing_requirements
 REPO = Path(__file__).resolve().parents[1]
 
 
-def deploy(action: str, inventory: Path, work: Path, *extra: str) -> tuple[float, dict]:
+class DeployFailed(RuntimeError):
+    """``htfl deploy`` failed; the message carries the failed tasks' own output."""
+
+
+def deploy(
+    action: str, inventory: Path, work: Path, *extra: str, timeout: float = 3600
+) -> tuple[float, dict]:
+    """Run ``htfl deploy ACTION`` as a user would; its wall time and its ``--json`` outcome."""
     out = work / f"{action}.json"
     started = time.monotonic()
     proc = subprocess.run(
@@ -43,11 +50,37 @@ def deploy(action: str, inventory: Path, work: Path, *extra: str) -> tuple[float
         capture_output=True,
         text=True,
         cwd=REPO,
+        timeout=timeout,
     )
     wall = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"htfl deploy {action} failed:\n{proc.stderr[-4000:]}")
+        artifacts = json.loads(out.read_text())["artifacts"] if out.exists() else ""
+        raise DeployFailed(
+            f"htfl deploy {action} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+            + (failed_output(Path(artifacts)) if artifacts else "")
+        )
     return wall, json.loads(out.read_text())
+
+
+def job_events(artifacts: Path) -> list[dict]:
+    """ansible-runner's job events of one playbook run, in order."""
+    paths = (artifacts / "job_events").glob("*.json")
+    return [
+        json.loads(p.read_text()) for p in sorted(paths, key=lambda p: int(p.name.split("-")[0]))
+    ]
+
+
+def failed_output(artifacts: Path) -> str:
+    """The output of the tasks that failed (htfl deploy shows their message only)."""
+    text = ""
+    for ev in job_events(artifacts):
+        data = ev.get("event_data") or {}
+        if ev.get("event") == "runner_on_failed" and not data.get("ignore_errors"):
+            res = data.get("res") or {}
+            for key in ("stdout", "stderr", "module_stderr"):
+                if res.get(key):
+                    text += f"\n--- {data.get('task')}: {key}\n{str(res[key])[-3000:]}"
+    return text
 
 
 def measure(size: int, wheel: Path) -> dict[str, float]:

@@ -91,6 +91,32 @@ def missing_requirements() -> list[str]:
     return missing
 
 
+def write_inventory(
+    inv_dir: Path, superlink: str, device_class: str, hosts: dict[str, dict[str, Any]]
+) -> Path:
+    """``inv_dir``/hosts.yml: ``hosts`` (name -> host variables) as one group of
+    ``device_class``; ``inv_dir`` links deploy/'s group_vars, so the class's recipe applies."""
+    inv_dir = inv_dir.resolve()
+    inv_dir.mkdir(parents=True, exist_ok=True)
+    group_vars = inv_dir / "group_vars"
+    if not group_vars.exists():
+        group_vars.symlink_to(deploy_dir() / "inventory" / "group_vars")
+    doc = {
+        "all": {
+            "vars": {"htfl_superlink": superlink},
+            "children": {
+                device_class.replace("-", "_"): {
+                    "vars": {"htfl_device_class": device_class},
+                    "hosts": hosts,
+                }
+            },
+        }
+    }
+    out = inv_dir / "hosts.yml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
 @dataclass
 class SshHost:
     name: str
@@ -288,31 +314,13 @@ class SshFleet:
         device_class: str = DEVICE_CLASS,
     ) -> Path:
         """An inventory of these hosts in a directory that links deploy/'s group_vars."""
-        inv_dir = (path or self.base / "inventory").resolve()
-        inv_dir.mkdir(parents=True, exist_ok=True)
-        group_vars = inv_dir / "group_vars"
-        if not group_vars.exists():
-            group_vars.symlink_to(deploy_dir() / "inventory" / "group_vars")
         hosts = {}
         for host in self.hosts:
             hv = self.host_vars(host)
             hv.update((overrides or {}).get(host.name, {}))
             hosts[host.name] = hv
         hosts.update(extra_hosts or {})
-        doc = {
-            "all": {
-                "vars": {"htfl_superlink": self.superlink},
-                "children": {
-                    device_class.replace("-", "_"): {
-                        "vars": {"htfl_device_class": device_class},
-                        "hosts": hosts,
-                    }
-                },
-            }
-        }
-        out = inv_dir / "hosts.yml"
-        out.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return out
+        return write_inventory(path or self.base / "inventory", self.superlink, device_class, hosts)
 
     # -- inspection and teardown ---------------------------------------------------------
     def agent_processes(self) -> list[tuple[int, str, str]]:
