@@ -267,3 +267,86 @@ def test_fedkd_clients_weighting_is_htfllibs_plain_mean() -> None:
         server = method.server(method.params(weighting=weighting), 2, 4, seed=0)
         server.aggregate([upload(0, 1, [0.0, 2.0]), upload(1, 3, [4.0, 6.0])])
         np.testing.assert_allclose(decompress(server.global_payload())["w"], expected)
+
+
+def test_fedkd_htfllib_loss_gives_htfllibs_gradients() -> None:
+    """HtFLlib clientkd.py: ``L_d = KL(log_softmax(output), softmax(output_g)) / (CE + CE_g)``
+    with ``KL = nn.KLDivLoss()``, ``L_h = L_h_g = MSE(rep, W_h(rep_g)) / (CE + CE_g)``,
+    ``loss = CE + L_d + L_h``, ``loss_g = CE_g + L_d_g + L_h_g``, two backward calls, nothing
+    detached: the gradients of the mentor, the mentee and ``W_h``."""
+    shard = _shard(20)
+    client = _client(
+        "fedkd", shard, TrainSettings(), kl_reduction="elementwise", detach_teacher=False
+    )
+    x, y = torch.from_numpy(shard.train_x[:10]), torch.from_numpy(shard.train_y[:10])
+    modules = (client.model, client.mentee, client.hidden_map)
+    client._set_mode(True)
+    client.optimizer.zero_grad()
+    client.training_loss(x, y).backward()
+    ours = [p.grad.clone() for m in modules for p in m.parameters()]
+
+    client.optimizer.zero_grad()
+    kl, mse = nn.KLDivLoss(), nn.MSELoss()
+    rep, output = client.model.forward_with_features(x)
+    rep_g, output_g = client.mentee.forward_with_features(x)
+    ce, ce_g = F.cross_entropy(output, y), F.cross_entropy(output_g, y)
+    l_d = kl(F.log_softmax(output, dim=1), F.softmax(output_g, dim=1)) / (ce + ce_g)
+    l_d_g = kl(F.log_softmax(output_g, dim=1), F.softmax(output, dim=1)) / (ce + ce_g)
+    l_h = mse(rep, client.hidden_map(rep_g)) / (ce + ce_g)
+    l_h_g = mse(rep, client.hidden_map(rep_g)) / (ce + ce_g)
+    (ce + l_d + l_h).backward(retain_graph=True)
+    (ce_g + l_d_g + l_h_g).backward()
+    theirs = [p.grad.clone() for m in modules for p in m.parameters()]
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+
+    # the default (the paper's): the mentor's gradient ignores the mentee's side entirely
+    paper = _client("fedkd", shard, TrainSettings())
+    paper._set_mode(True)
+    paper.optimizer.zero_grad()
+    paper.training_loss(x, y).backward()
+    default = [p.grad.clone() for p in paper.model.parameters()]
+    assert any(not torch.allclose(a, b) for a, b in zip(default, ours, strict=False))
+
+
+def test_fedkd_clips_each_model_on_its_own_under_htfllibs_choice() -> None:
+    """HtFLlib clientkd.py: clip_grad_norm_(model, 10), (global_model, 10), (W_h, 10)."""
+    shard = _shard(20)
+    modules = ("model", "mentee", "hidden_map")
+    for per_model in (True, False):
+        client = _client("fedkd", shard, TrainSettings(), clip_per_model=per_model)
+        params = [p for name in modules for p in getattr(client, name).parameters()]
+        for p in params:
+            p.grad = torch.full_like(p, 100.0)
+        client.clip_gradients(params)
+        norms = [
+            float(torch.norm(torch.stack([p.grad.norm() for p in getattr(client, n).parameters()])))
+            for n in modules
+        ]
+        total = float(torch.norm(torch.tensor(norms)))
+        if per_model:
+            assert norms == pytest.approx([10.0] * 3, rel=1e-4)
+        else:
+            assert total == pytest.approx(10.0, rel=1e-4)
+
+
+def test_htfllib_preset_ramps_fedkds_energy_over_the_runs_rounds() -> None:
+    """HtFLlib serverkd.py: ``energy = T_start + ((1 + i) / global_rounds) * (T_end - T_start)``;
+    an explicit ``ramp_rounds`` still wins."""
+    from htfl.workstation.config.presets import apply_preset
+
+    def params(given: dict) -> dict:
+        raw = {
+            "experiment": {"rounds": 7, "preset": "htfllib"},
+            "algorithm": {"name": "fedkd", "params": given},
+        }
+        return apply_preset(raw)["algorithm"]["params"]
+
+    got = params({})
+    assert got["ramp_rounds"] == 7
+    assert (got["kl_reduction"], got["detach_teacher"], got["clip_per_model"]) == (
+        "elementwise",
+        False,
+        True,
+    )
+    assert params({"ramp_rounds": 100})["ramp_rounds"] == 100
