@@ -19,17 +19,6 @@ def kd_loss(
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * (t * t)
 
 
-def kl_term(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, elementwise: bool, detach: bool
-) -> torch.Tensor:
-    """KL(softmax(teacher) || softmax(student)) at T = 1, per sample (``elementwise`` false) or
-    as ``nn.KLDivLoss()``'s default element-wise mean (batchmean / classes, as HtFLlib's FML and
-    FedKD); ``detach`` holds the teacher fixed, else its gradient flows into it too (HtFLlib)."""
-    target = F.softmax(teacher_logits.detach() if detach else teacher_logits, dim=1)
-    kl = F.kl_div(F.log_softmax(student_logits, dim=1), target, reduction="batchmean")
-    return kl / student_logits.shape[1] if elementwise else kl
-
-
 def mutual_kd_losses(
     a_logits: torch.Tensor, b_logits: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,16 +29,6 @@ Differences from HtFLlib's ``clientkd.py`` / ``serverkd.py``, where we follow th
   adaptive divisor is treated as a coefficient (no gradient).
 * HtFLlib averages uniformly; we weight by sample counts, as FedAvg-style aggregation does.
   ``weighting = "clients"`` (the ``htfllib`` preset) is HtFLlib's.
-* HtFLlib's distillation term is ``nn.KLDivLoss()``'s element-wise mean (the per-sample KL
-  divided by the number of classes): ``kl_reduction = "elementwise"`` (the preset); by default
-  the per-sample KL, as the paper's mutual distillation.
-* ``detach_teacher = false`` (the preset) is HtFLlib's gradient flow: both losses backward
-  through both models, the hidden loss counted in each, the adaptive divisor differentiated.
-* HtFLlib clips the mentor, the mentee and ``W_h`` each to norm 10; ``clip_per_model = true``
-  (the preset); by default one norm over all three.
-* HtFLlib's energy rises over the run's rounds; the preset sets ``ramp_rounds`` to them.
-* HtFLlib replaces only the mentee's parameters from the server; its BatchNorm statistics stay
-  the client's own. Here the float buffers travel in the update too.
 """
 
 from __future__ import annotations
@@ -60,11 +50,11 @@ from htfl.algorithms.base import (
     ServerSide,
     Upload,
 )
-from htfl.algorithms.distill import kl_term, mutual_kd_losses
+from htfl.algorithms.distill import mutual_kd_losses
 from htfl.algorithms.shared import average_weights
 from htfl.algorithms.state import scalar
 from htfl.models import build_model
-from htfl.validation import Flag, table
+from htfl.validation import table
 
 #: Suffixes of a compressed matrix's three factors in a payload.
 FACTORS = (":u", ":s", ":v")
@@ -81,14 +71,6 @@ class FedKDParams:
     ramp_rounds: checks.AtLeastOne = 100  # rounds over which the threshold rises (the paper: all)
     #: the server's average of the updates: by sample count (FedAvg) or plain (HtFLlib)
     weighting: Literal["samples", "clients"] = "samples"
-    #: "batchmean": the per-sample KL (the paper); "elementwise": KLDivLoss's default, KL /
-    #: num_classes (HtFLlib)
-    kl_reduction: Literal["batchmean", "elementwise"] = "batchmean"
-    #: each model minimises its own loss, the other side and the divisor held fixed; false:
-    #: HtFLlib's gradient flow (every term reaches both models and ``W_h``)
-    detach_teacher: Flag = True
-    #: clip the mentor, the mentee and ``W_h`` each on its own (HtFLlib), not one norm over all
-    clip_per_model: Flag = False
 
 
 def energy_at(round_number: int, start: float, end: float, ramp_rounds: int) -> float:
@@ -195,31 +177,12 @@ class FedKDClient(ClientSide):
         rep_t, out_t = self.model.forward_with_features(x)
         rep_s, out_s = self.mentee.forward_with_features(x)
         ce_t, ce_s = F.cross_entropy(out_t, y), F.cross_entropy(out_s, y)
+        kd_t, kd_s = mutual_kd_losses(out_t, out_s)
         mapped = self.hidden_map(rep_s)
-        p = self.params
-        if not p.detach_teacher:  # HtFLlib clientkd.py: loss + loss_g, nothing held fixed
-            elementwise = p.kl_reduction == "elementwise"
-            divisor = ce_t + ce_s
-            kd_t = kl_term(out_t, out_s, elementwise, False)
-            kd_s = kl_term(out_s, out_t, elementwise, False)
-            return ce_t + ce_s + (kd_t + kd_s + 2 * F.mse_loss(rep_t, mapped)) / divisor
-        if p.kl_reduction == "batchmean":
-            kd_t, kd_s = mutual_kd_losses(out_t, out_s)
-        else:
-            kd_t, kd_s = kl_term(out_t, out_s, True, True), kl_term(out_s, out_t, True, True)
         hidden_t = F.mse_loss(rep_t, mapped.detach())
         hidden_s = F.mse_loss(rep_t.detach(), mapped)
         adaptive = 1.0 / (ce_t + ce_s).detach().clamp(min=1e-8)
         return ce_t + ce_s + adaptive * (kd_t + hidden_t + kd_s + hidden_s)
-
-    def clip_gradients(self, params) -> None:
-        if not self.params.clip_per_model:
-            super().clip_gradients(params)
-            return
-        for module in (self.model, self.mentee, self.hidden_map):
-            torch.nn.utils.clip_grad_norm_(
-                [q for q in module.parameters() if q.requires_grad], float(self.max_grad_norm)
-            )
 
     def upload(self) -> Payload:
         delta = {

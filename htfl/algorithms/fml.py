@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from htfl.algorithms import checks
 from htfl.algorithms.base import ClientSide, Method, Payload
-from htfl.algorithms.distill import kl_term, mutual_kd_losses
+from htfl.algorithms.distill import mutual_kd_losses
 from htfl.algorithms.shared import SharedModelServer, shared_model_bytes
 from htfl.algorithms.state import load_module_payload, module_payload
 from htfl.validation import Flag, table
@@ -53,7 +53,10 @@ class FMLParams:
 
 def mutual_kl(student: torch.Tensor, teacher: torch.Tensor, params: FMLParams) -> torch.Tensor:
     """KL(softmax(teacher) || softmax(student)) with FML's reduction and teacher choices."""
-    return kl_term(student, teacher, params.kl_reduction == "elementwise", params.detach_teacher)
+    target = F.softmax(teacher.detach() if params.detach_teacher else teacher, dim=1)
+    kl = F.kl_div(F.log_softmax(student, dim=1), target, reduction="batchmean")
+    # KLDivLoss()'s default "mean" is the element-wise mean: batchmean / num_classes
+    return kl if params.kl_reduction == "batchmean" else kl / student.shape[1]
 
 
 class FMLClient(ClientSide):

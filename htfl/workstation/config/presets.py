@@ -68,9 +68,6 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "energy_start": 0.95,
             "energy_end": 0.98,
             "weighting": "clients",
-            "kl_reduction": "elementwise",
-            "detach_teacher": False,
-            "clip_per_model": True,
         },
         "fedgh": {"server_learning_rate": 0.01, "server_epochs": 1},
         "fedtgp": {
@@ -152,10 +149,6 @@ def apply_preset(raw: dict[str, Any]) -> dict[str, Any]:
             first = _first_member(out.get("models"))
             if method in SHARED_FROM_FAMILY and first is not None:
                 fill(params, "algorithm.params", {"shared_arch": first})
-            rounds = out["experiment"].get("rounds")
-            if method == "fedkd" and isinstance(rounds, int) and rounds >= 1:
-                # serverkd.py: the energy reaches T_end in the run's last round
-                fill(params, "algorithm.params", {"ramp_rounds": rounds})
             algorithm["params"] = params
     if "preset_set" not in {_norm(k) for k in out["experiment"]}:
         out["experiment"]["preset_set"] = filled
