@@ -100,6 +100,17 @@ class _JtopFirstProbe(Probe):
             return None
         return value
 
+    def _from_jtop(self) -> list[Series] | None:
+        """The series from jtop, or None to read sysfs."""
+        raise NotImplementedError
+
+    def _from_sysfs(self) -> list[Series]:
+        raise NotImplementedError
+
+    def read(self) -> list[Series]:
+        via_jtop = self._from_jtop()
+        return via_jtop if via_jtop is not None else self._from_sysfs()
+
 
 class JetsonEmcProbe(_JtopFirstProbe):
     """EMC load (ratio) and frequency of a Jetson."""
@@ -115,10 +126,7 @@ class JetsonEmcProbe(_JtopFirstProbe):
             Series.of(EMC_FREQ, float(emc["cur"]) * 1000.0),
         ]
 
-    def read(self) -> list[Series]:
-        via_jtop = self._from_jtop()
-        if via_jtop is not None:
-            return via_jtop
+    def _from_sysfs(self) -> list[Series]:
         try:
             _, text = first_readable(self.reader, EMC_RATE_CANDIDATES)
         except (ProbeUnavailable, PermissionError):
@@ -149,10 +157,7 @@ class JetsonGpuRailProbe(_JtopFirstProbe):
                 return [Series.of(GPU_RAIL_POWER, float(rails[name]["power"]) / 1000, rail=name)]
         return None
 
-    def read(self) -> list[Series]:
-        via_jtop = self._from_jtop()
-        if via_jtop is not None:
-            return via_jtop
+    def _from_sysfs(self) -> list[Series]:
         rails = discover_rails(self.reader.root)
         for name in GPU_RAILS:
             if name in rails:
