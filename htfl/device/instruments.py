@@ -103,9 +103,17 @@ class DeviceInstruments:
         assert self.sampler is not None
         now = time.time()
         self.sampler.sample_now()
-        deadline = now + wait
-        while not (self._samples and self._samples[-1].t >= now) and time.time() < deadline:
-            time.sleep(0.001)
+        self._wait_for_sample(now, wait, pause=0.001)
+
+    def _sampled_at(self, t: float) -> bool:
+        """A sample at or after ``t`` has arrived."""
+        return bool(self._samples) and self._samples[-1].t >= t
+
+    def _wait_for_sample(self, t: float, wait: float, pause: float) -> None:
+        """Wait up to ``wait`` seconds for a sample at or after ``t``."""
+        deadline = time.time() + wait
+        while not self._sampled_at(t) and time.time() < deadline:
+            time.sleep(pause)
 
     def meter_facts(self) -> dict[str, str]:
         """What the server records about this device's own meter (``devices.json``)."""
@@ -162,10 +170,8 @@ class DeviceInstruments:
         """Energy over a wall-clock interval; waits briefly for the sample that closes it."""
         if self.sampler is None or end <= start:
             return None
-        if self._window_means and not (self._samples and self._samples[-1].t >= end):
+        if self._window_means and not self._sampled_at(end):
             self.sampler.sample_now()  # the sample that closes the interval, now
-        deadline = time.time() + max(0.25, 3 * self.sampler.interval)
         pause = 0.002 if self._window_means else min(0.02, self.sampler.interval or 0.02)
-        while time.time() < deadline and not (self._samples and self._samples[-1].t >= end):
-            time.sleep(pause)
+        self._wait_for_sample(end, max(0.25, 3 * self.sampler.interval), pause)
         return attribute(list(self._samples), [(label, start, end)])[0]
