@@ -143,16 +143,20 @@ def _record(message: Message) -> ConfigRecord:
     return message.content.config_records.get(RECORD) or ConfigRecord()
 
 
+def _values(content: RecordDict) -> dict[str, Any]:
+    """A copy of the ``htfl`` record's values, to change and put back whole."""
+    return dict(content.config_records.get(RECORD) or {})
+
+
 def set_metrics(content: RecordDict, metrics: dict[str, float]) -> None:
     """Put ``metrics`` into ``content`` (a reply being built), replacing any there."""
-    kept = (content.config_records.get(RECORD) or {}).items()
-    values = {k: v for k, v in kept if not k.startswith(_METRIC)}
+    values = {k: v for k, v in _values(content).items() if not k.startswith(_METRIC)}
     content[RECORD] = ConfigRecord({**values, **_metric_values(metrics)})
 
 
 def set_trace(content: RecordDict, samples: np.ndarray) -> None:
     """Put the device's power samples (one float64 row per sample) into ``content``."""
-    values = dict(content.config_records.get(RECORD) or {})
+    values = _values(content)
     values["power_trace"] = pack_arrays({"samples": np.asarray(samples, dtype=np.float64)})
     content[RECORD] = ConfigRecord(values)
 
@@ -167,7 +171,7 @@ def read_trace(message: Message) -> np.ndarray | None:
 
 def replace_config(message: Message, config: dict[str, Any]) -> None:
     """Rewrite ``message``'s config in place (the inverse of :func:`read_config`)."""
-    values = dict(_record(message))
+    values = _values(message.content)
     values["config"] = json.dumps(config)
     message.content[RECORD] = ConfigRecord(values)
 
@@ -177,7 +181,7 @@ def read_config(message: Message) -> dict[str, Any]:
     if RECORD not in records and (problem := _older_layout(message)) is not None:
         raise ProtocolError(problem)
     try:
-        return json.loads(str(message.content.config_records[RECORD]["config"]))
+        return json.loads(str(records[RECORD]["config"]))
     except (KeyError, json.JSONDecodeError) as err:
         raise ProtocolError(
             f"{message.metadata.message_type} message has no config: {err}"
