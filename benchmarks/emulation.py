@@ -203,19 +203,6 @@ async def _upload(port: int, size: int) -> float:
     return elapsed
 
 
-def shape_bandwidth(ports: dict[str, int], links: dict[str, LinkShape]) -> tuple:
-    """As the local fleet does: htb classes on ``lo`` pace each port where root and tc allow
-    (returns the shaper, and how the bandwidth is paced)."""
-    if (why := htb.unavailable_reason()) is not None:
-        return None, f"paced by the relay ({why})"
-    shaper = htb.LoopbackShaper()
-    try:
-        shaper.shape({ports[n]: link.bandwidth_bit_s for n, link in links.items()})
-    except htb.ShapingError as err:
-        return None, f"paced by the relay (tc htb failed: {err})"
-    return shaper, "kernel htb on lo"
-
-
 def start_relay(
     upstream: int,
     links: dict[str, LinkShape],
@@ -262,7 +249,9 @@ def measure_link(link: LinkShape, payload: int, pings: int, loss_pings: int, rep
         tree = CgroupTree() if unavailable_reason() is None else None
         links = {"lossless": replace(link, loss=0.0), "lossy": link}
         ports = dict(zip(links, free_ports(len(links)), strict=True))
-        shaper, paced_by = shape_bandwidth(ports, links)
+        shaper, paced_by = htb.shape_loopback(
+            {ports[n]: link.bandwidth_bit_s for n, link in links.items()}
+        )
         try:
             relay = start_relay(direct, links, work, tree, ports, pace=shaper is None)
         except BaseException:

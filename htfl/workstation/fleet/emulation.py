@@ -79,18 +79,9 @@ class Emulation:
     def _shape_bandwidth(self) -> str:
         """Pace each relay port with htb classes on ``lo`` where root and tc allow (the relay
         then adds latency, jitter and loss only); else the relay paces. Says which, and why."""
-        if (why := htb.unavailable_reason()) is not None:
-            return f"paced by the relay ({why})"
-        shaper = htb.LoopbackShaper()
-        try:
-            shaper.shape(
-                {self.relay_ports[d.name]: d.link.bandwidth_bit_s for d in self.plan.devices}
-            )
-        except (htb.ShapingError, OSError) as err:
-            log.warning("link bandwidth left to the relay: %s", err)
-            return f"paced by the relay (tc htb failed: {err})"
-        self.shaper = shaper
-        return "kernel htb classes on lo, one per relay port and direction"
+        rates = {self.relay_ports[d.name]: d.link.bandwidth_bit_s for d in self.plan.devices}
+        self.shaper, paced_by = htb.shape_loopback(rates)
+        return paced_by
 
     def relay_argv(self, superlink: str, log_dir: Path, seed: int = 0) -> list[str] | None:
         """The relay process's command (None when links are not shaped); writes its spec."""

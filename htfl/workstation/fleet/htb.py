@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = Path("/run/htfl/htb-lo")
 LOOPBACK = "lo"
@@ -66,6 +69,20 @@ def unavailable_reason() -> str | None:
     if shutil.which("tc") is None:
         return "no tc (install iproute2)"
     return None
+
+
+def shape_loopback(rates: Mapping[int, float]) -> tuple[LoopbackShaper | None, str]:
+    """Pace each relay port on ``lo`` at its bandwidth (``{port: bit_s}``) where root and tc
+    allow: the shaper (None: the relay must pace) and a line saying who paces, and why."""
+    if (why := unavailable_reason()) is not None:
+        return None, f"paced by the relay ({why})"
+    shaper = LoopbackShaper()
+    try:
+        shaper.shape(rates)
+    except (ShapingError, OSError) as err:
+        log.warning("link bandwidth left to the relay: %s", err)
+        return None, f"paced by the relay (tc htb failed: {err})"
+    return shaper, "kernel htb classes on lo, one per relay port and direction"
 
 
 def tc(*args: str, netns_pid: int | None = None, check: bool = True) -> str:
