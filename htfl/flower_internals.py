@@ -34,7 +34,10 @@ from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
 from flwr.supercore.fab import Fab
 from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
-from flwr.supercore.inflatable.inflatable_object import iterate_object_tree
+from flwr.supercore.inflatable.inflatable_object import (
+    get_all_nested_objects,
+    iterate_object_tree,
+)
 from flwr.supercore.interceptors import (
     RuntimeTokenHttpInterceptor,
     RuntimeVersionHttpInterceptor,
@@ -74,6 +77,7 @@ __all__ = [
     "build_fab_from_files",
     "fab_to_proto",
     "flower_supernode",
+    "get_all_nested_objects",
     "init_http_client_from_connection",
     "iterate_object_tree",
     "make_simple_http_retry_invoker",

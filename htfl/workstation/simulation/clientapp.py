@@ -25,7 +25,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from flwr.app import ConfigRecord, Context, Message
@@ -34,6 +33,7 @@ from flwr.clientapp import ClientApp
 from htfl import protocol
 from htfl.device.client_runtime import ClientRuntime, RunState
 from htfl.device.instruments import TaskTiming
+from htfl.flower_internals import get_all_nested_objects
 from htfl.workstation.simulation.cost import model_cost, train_steps
 
 STATE_POLICIES = ("memory", "disk")
@@ -193,16 +193,9 @@ def wire_bytes(message: Message) -> int:
     """The bytes a deployed Flower would move for ``message``: every object of its tree (its
     records, arrays and their chunks, serialised), once each, without the message's own
     metadata object; what the ServerApp counts on a fleet (``flower_adapter.GridWire``)."""
-    sizes: dict[str, int] = {}
-
-    def visit(obj: Any) -> None:
-        for object_id, child in (obj.children or {}).items():
-            if object_id not in sizes:
-                sizes[object_id] = len(child.deflate())
-                visit(child)
-
-    visit(message)
-    return sum(sizes.values())
+    objects = get_all_nested_objects(message)
+    objects.pop(message.object_id)
+    return sum(len(obj.deflate()) for obj in objects.values())
 
 
 def _without(message: Message, key: str) -> Message:
