@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from htfl.ports import free_port, wait_for_port
-from htfl.workstation.fleet.base_image import podman_env
+from htfl.workstation.fleet.base_image import image_exists, podman_env
 from tests.support.sshfleet import write_inventory
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -192,14 +192,12 @@ def build_rootfs(mirror: str = MIRROR, log: Path | None = None) -> tuple[Path, f
 
 def ensure_image(tar: Path) -> float:
     """Import the tarball as an arm64 image unless it exists; seconds spent now."""
-    env = podman_env()
-    exists = subprocess.run(["podman", "image", "exists", image_name()], env=env)
-    if exists.returncode == 0:
+    if image_exists(image_name()):
         return 0.0
     started = time.monotonic()
     subprocess.run(
         ["podman", "import", "--arch", "arm64", str(tar), image_name()],
-        env=env,
+        env=podman_env(),
         check=True,
         capture_output=True,
         timeout=900,
